@@ -76,3 +76,16 @@ def test_get_reader_accepts_frame_folders(tmp_path):
     data, kwargs, kind = reader(str(tmp_path))[0]
     assert (data.shape, kind, kwargs["axis_labels"]) == ((3, 6, 7), "image", ("t", "y", "x"))
     assert Path(kwargs["metadata"]["path"]) == tmp_path
+
+
+def test_reader_opens_large_files_lazily(tmp_path, monkeypatch):
+    import tifffile
+
+    from napari_cellnet import io
+
+    movie = np.arange(5 * 8 * 9, dtype=np.uint16).reshape(5, 8, 9)
+    tifffile.imwrite(tmp_path / "big.tif", movie, compression="zlib", photometric="minisblack")
+    monkeypatch.setattr(io, "LAZY_ABOVE_BYTES", 100)  # pretend the 720-byte movie is 4 GB
+    data, kwargs, kind = get_reader(str(tmp_path / "big.tif"))(str(tmp_path / "big.tif"))[0]
+    assert not isinstance(data, np.ndarray)  # dask: pages are read when napari shows them
+    np.testing.assert_array_equal(np.asarray(data[3]), movie[3])
