@@ -73,13 +73,13 @@ class TerminalProgress:
             return f"[{bar:<30}] {head.stage} {head.index}/{head.total}{tail} {elapsed:6.1f}s"
         if isinstance(event, TrainEvent):
             fold = f"fold {event.fold}/{event.folds} " if event.fold is not None else ""
-            head = f"{fold}epoch {event.epoch}/{event.epochs} step {event.step}/{event.steps_per_epoch} loss {event.train_loss:.4f}"
+            line = f"{fold}epoch {event.epoch}/{event.epochs} step {event.step}/{event.steps_per_epoch} loss {event.train_loss:.4f}"
             if event.kind == "epoch" and event.val_metrics:
                 keys = [k for k in ("seg", "f1", "accuracy", "val_loss") if k in event.val_metrics]
-                head += " | " + " ".join(f"{k} {event.val_metrics[k]:.3f}" for k in keys)
+                line += " | " + " ".join(f"{k} {event.val_metrics[k]:.3f}" for k in keys)
             if event.eta_s is not None:
-                head += f" | ~{event.eta_s:.0f}s left"
-            return head
+                line += f" | ~{event.eta_s:.0f}s left"
+            return line
         return None
 
     def close(self) -> None:

@@ -179,7 +179,7 @@ def to_tcyx(data: Any, axes: str) -> Any:
                 f"The stack has a Z axis with {nz} planes (axes {ax!r}); napari-cellnet segments 2-D "
                 "time-lapse frames. Choose one plane, or pass axes with T instead of Z if the planes are time points."
             )
-        index = [slice(None)] * len(ax)
+        index: list[int | slice] = [slice(None)] * len(ax)
         index[ax.index("Z")] = 0
         data = data[tuple(index)]
         ax = ax.replace("Z", "")
@@ -406,9 +406,9 @@ def _pixel_size(tf: Any) -> tuple[tuple[float, float] | None, str | None]:
     if tf.is_ome and tf.ome_metadata:
         sx = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tf.ome_metadata)
         sy = re.search(r'PhysicalSizeY="([0-9.eE+-]+)"', tf.ome_metadata)
-        unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tf.ome_metadata)
+        unit_m = re.search(r'PhysicalSizeXUnit="([^"]+)"', tf.ome_metadata)
         if sx and sy:
-            u = unit.group(1) if unit else "um"
+            u = unit_m.group(1) if unit_m else "um"
             return (float(sy.group(1)), float(sx.group(1))), ("um" if u in ("µm", "um", "micron") else u)
     page = tf.pages[0]
     xres, yres = page.tags.get("XResolution"), page.tags.get("YResolution")
