@@ -1,0 +1,182 @@
+"""Pieces every napari-cellnet widget shares: layer pickers, persisted parameters, models, devices.
+
+* **Layer pickers** list the viewer's layers of one type and follow the layer list, whether
+  or not the widget is docked yet (they ask *this* widget's viewer, not a global one).
+* **Parameters persist** through magicgui (``persist=True``): a ``FunctionGui`` built from a
+  plain function whose defaults are the documented defaults, so "Restore defaults" is just
+  "set every field back to its signature default".
+* **Models trained in this session** are announced on :data:`MODELS` so the Segment and
+  Classify widgets list them as soon as training ends.
+* **Devices** are probed in a worker thread (importing torch takes seconds), so a widget
+  opens at once and fills in "NVIDIA H100 (CUDA 12.8 ...)" or "CPU only: torch has no CUDA"
+  a moment later.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from magicgui import magicgui
+from magicgui.widgets import ComboBox, FunctionGui, Label
+from psygnal import Signal
+
+_ERROR_STYLE = "background-color: #6b2c2c;"
+
+
+class _ModelList:
+    """Checkpoints known to this napari session, by task (trained here or opened by the user)."""
+
+    added = Signal(str, str)  # task, path
+
+    def __init__(self) -> None:
+        self.paths: dict[str, list[str]] = {"segmentation": [], "classification": []}
+
+    def add(self, task: str, path: str | Path) -> None:
+        p = str(Path(path))
+        lst = self.paths.setdefault(task, [])
+        if p in lst:
+            lst.remove(p)
+        lst.insert(0, p)
+        self.added.emit(task, p)
+
+    def choices(self, task: str) -> list[tuple[str, str]]:
+        return [(f"{Path(p).parent.name}/{Path(p).name}", p) for p in self.paths.get(task, [])]
+
+
+MODELS = _ModelList()
+DEMO = "demo"
+FILE = "file"
+
+
+def model_choices(task: str) -> Callable[[Any], list[tuple[str, str]]]:
+    """Choices for a model picker: the bundled demo, session models, and "a checkpoint file"."""
+
+    def choices(widget: Any = None) -> list[tuple[str, str]]:
+        return [("Bundled demo model", DEMO), *MODELS.choices(task), ("Checkpoint file…", FILE)]
+
+    return choices
+
+
+def resolve_model(choice: str, file: Any, task: str) -> Path:
+    """The checkpoint path a model picker's value stands for.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        With what to choose instead.
+    """
+    from .. import samples
+
+    if choice == DEMO:
+        return samples.demo_model_path(task)
+    if choice == FILE:
+        path = Path(str(file or "")).expanduser()
+        if not str(file or "").strip() or str(path) in (".", ""):
+            raise ValueError("Choose a checkpoint file (.pt) or pick the bundled demo model.")
+        if not path.is_file():
+            raise FileNotFoundError(f"Model file not found: {path}. Choose an existing .pt checkpoint.")
+        return path
+    return Path(choice)
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def layer_choices(viewer: Any, kind: str, extra: Callable[[Any], bool] | None = None) -> Callable[[Any], list]:
+    """A magicgui ``choices`` callable listing ``viewer``'s layers of type ``kind`` ("Image", "Labels")."""
+
+    def choices(widget: Any = None) -> list[tuple[str, Any]]:
+        out = []
+        for layer in viewer.layers:
+            if type(layer).__name__ == kind and (extra is None or extra(layer)):
+                out.append((layer.name, layer))
+        return out
+
+    return choices
+
+
+def layer_picker(viewer: Any, kind: str, label: str, nullable: bool = False,
+                 extra: Callable[[Any], bool] | None = None) -> ComboBox:
+    """A ComboBox of the viewer's ``kind`` layers that follows the layer list."""
+    box = ComboBox(label=label, choices=layer_choices(viewer, kind, extra), nullable=nullable)
+
+    def refresh(event: Any = None) -> None:
+        try:
+            box.reset_choices()
+        except RuntimeError:  # the widget was deleted (viewer closed)
+            pass
+
+    for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+        ev.connect(refresh)
+    box._cellnet_refresh = refresh  # keep a reference for disconnecting
+    return box
+
+
+def disconnect_picker(viewer: Any, box: ComboBox) -> None:
+    refresh = getattr(box, "_cellnet_refresh", None)
+    if refresh is None:
+        return
+    for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+        ev.disconnect(refresh)
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def parameter_panel(func: Callable[..., Any], **options: Any) -> FunctionGui:
+    """A persisted magicgui panel of ``func``'s parameters, without a call button."""
+    return magicgui(func, persist=True, call_button=False, auto_call=False, labels=True, **options)
+
+
+def restore_defaults(panel: FunctionGui, func: Callable[..., Any]) -> None:
+    """Set every field of ``panel`` back to the default of ``func``'s signature."""
+    for name, param in inspect.signature(func).parameters.items():
+        if param.default is inspect.Parameter.empty:
+            continue
+        widget = getattr(panel, name, None)
+        if widget is None:
+            continue
+        try:
+            widget.value = param.default
+        except (ValueError, TypeError):
+            pass
+
+
+def set_invalid(widget: Any, why: str | None) -> None:
+    """Tint a field red with ``why`` as its tooltip, or clear the tint (``why=None``)."""
+    widget.native.setStyleSheet(_ERROR_STYLE if why else "")
+    widget.tooltip = why or ""
+
+
+def note(text: str = "") -> Label:
+    """A word-wrapped label for status lines."""
+    label = Label(value=text)
+    label.native.setWordWrap(True)
+    return label
+
+
+# --------------------------------------------------------------------------- devices
+
+DEVICES: dict[str, str] = {}
+"""Device name -> description, filled by :func:`probe_devices` (empty until probed)."""
+
+
+def probe_devices() -> dict[str, str]:
+    """Detect devices (imports torch; run it in a worker) and cache what was found."""
+    from .. import device as devices
+
+    found = {"auto": ""}
+    for name in devices.available():
+        found[name] = devices.describe(name).description
+    found["auto"] = found[next(n for n in found if n != "auto")]
+    DEVICES.clear()
+    DEVICES.update(found)
+    return found
+
+
+def device_choices(widget: Any = None) -> list[str]:
+    names = list(DEVICES) if DEVICES else ["auto", "cpu"]
+    return names

@@ -1,0 +1,490 @@
+"""The Segment widget: run the temporal U-Net on a movie layer without freezing napari.
+
+Everything scientific happens in :func:`napari_cellnet.inference.segment` (the same job the
+CLI runs); this widget only collects the inputs, runs the job in a worker
+(:class:`~napari_cellnet.widgets._jobs.JobRunner`), and shows the result as layers that
+line up with the movie:
+
+* ``<image> labels`` (Labels, IDs consistent through time, per-object ``features``),
+* ``<image> probability`` (foreground probability, optional),
+* ``<image> tracks`` (centroid tracks with division graph, optional),
+
+each carrying the run's parameters, model, device and package version in
+``layer.metadata["napari_cellnet"]``. Running again updates these layers. After a run,
+changing the threshold or minimum size re-labels the kept probability map (no network run).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import Container, LineEdit, PushButton
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
+
+from .. import io
+from . import _common as common
+from ._jobs import JobRunner, cpu_threads
+from ._layers import add_or_update
+
+FROM_MODEL = "from model"
+EDGES = (FROM_MODEL, "reflect", "replicate", "skip")
+BACKGROUND = (FROM_MODEL, "on", "off")
+
+
+def segment_parameters(
+    model: str = common.DEMO,
+    checkpoint: pathlib.Path = Path(""),
+    edge: str = FROM_MODEL,
+    background: str = FROM_MODEL,
+    device: str = "auto",
+    tile: int = 1024,
+    threshold: float = 0.5,
+    min_size: int = 30,
+    probability_map: bool = True,
+    tracks: bool = True,
+) -> None:
+    """Segmentation settings (the widget's persisted parameters).
+
+    Parameters
+    ----------
+    model : str
+        The bundled demo model, a model trained in this session, or a checkpoint file.
+    checkpoint : Path
+        The ``.pt`` file when ``model`` is "Checkpoint file…".
+    edge : str
+        What the temporal window uses beyond the first and last frames: the model's own
+        policy, ``reflect``, ``replicate`` (StemNet) or ``skip`` (leave those frames empty).
+    background : str
+        Temporal-median background subtraction: as the model was trained, or forced on/off.
+    device : str
+        ``auto`` picks CUDA, then Apple MPS, then the CPU.
+    tile : int
+        Frames larger than this are processed in overlapping tiles (saves GPU memory;
+        the result equals the untiled one).
+    threshold : float
+        Foreground probability above which a pixel belongs to a cell.
+    min_size : int
+        Objects smaller than this (pixels) are removed.
+    probability_map : bool
+        Also add the foreground probability as an Image layer.
+    tracks : bool
+        Also add centroid tracks (a Tracks layer).
+    """
+
+
+PARAM_OPTIONS: dict[str, Any] = {
+    "model": {"widget_type": "ComboBox", "choices": common.model_choices("segmentation"), "label": "model"},
+    "checkpoint": {"widget_type": "FileEdit", "mode": "r", "filter": "*.pt", "label": "checkpoint file"},
+    "edge": {"choices": EDGES, "label": "edge policy"},
+    "background": {"choices": BACKGROUND, "label": "background subtraction"},
+    "device": {"widget_type": "ComboBox", "choices": common.device_choices},
+    "tile": {"min": 64, "max": 8192, "step": 64, "label": "tile size (px)"},
+    "threshold": {"widget_type": "FloatSpinBox", "min": 0.01, "max": 0.99, "step": 0.05},
+    "min_size": {"min": 0, "max": 100000, "label": "min size (px)"},
+    "probability_map": {"label": "add probability map"},
+    "tracks": {"label": "add tracks"},
+}
+
+
+def _guess_axes_for(layer: Any) -> str:
+    shape = tuple(int(n) for n in layer.data.shape)
+    if getattr(layer, "rgb", False):
+        return "TYXC" if len(shape) == 4 else "YXC"
+    try:
+        return io.guess_axes(shape)
+    except ValueError:
+        return ""
+
+
+def _load_for_segment(path: Path, background: str) -> Any:
+    """Load a checkpoint and apply the widget's overrides of its stored policy (worker thread)."""
+    from ..models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, task="segmentation")
+    if background != FROM_MODEL:
+        ckpt.meta = {**ckpt.meta, "background_subtraction": background == "on"}
+    return ckpt
+
+
+def _describe_model(path: Path) -> dict[str, Any]:
+    """The parts of a checkpoint's ``meta`` a biologist needs to pick it (worker thread)."""
+    from ..models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, task="segmentation")
+    m = ckpt.meta
+    training = m.get("training", {}) if isinstance(m.get("training"), dict) else {}
+    return {
+        "path": str(path),
+        "window": int(m.get("window", ckpt.config.get("window", 1))),
+        "in_channels": int(m.get("in_channels", ckpt.config.get("in_channels", 1))),
+        "edge": str(m.get("edge", "reflect")),
+        "classes": int(m.get("classes", ckpt.config.get("classes", 2))),
+        "background_subtraction": bool(m.get("background_subtraction", False)),
+        "threshold": float(m.get("threshold", 0.5)),
+        "min_size": int(m.get("min_size", 30)),
+        "preset": str(m.get("preset", ckpt.config.get("preset", "?"))),
+        "val": dict(training.get("val_metrics", {}) or {}),
+        "package_version": ckpt.package_version,
+    }
+
+
+def _probe(path: Path | None) -> tuple[dict[str, str], dict[str, Any] | None, str | None]:
+    devices = common.probe_devices()
+    if path is None:
+        return devices, None, None
+    try:
+        return devices, _describe_model(path), None
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        return devices, None, str(err)
+
+
+def relabel(probabilities: np.ndarray, frames: list[int], threshold: float, min_size: int) -> dict[str, Any]:
+    """Labels, tracks and features from a kept foreground probability map (worker thread).
+
+    The probability map is the foreground probability only, so touching cells are split
+    by the distance-transform watershed here (the network's boundary class is not kept).
+    """
+    from ..postprocessing import (
+        label_features,
+        match_labels_through_time,
+        probabilities_to_labels,
+        tracks_from_features,
+    )
+
+    labels = np.zeros(probabilities.shape, np.int32)
+    for t in frames:
+        labels[t] = probabilities_to_labels(probabilities[t], threshold=threshold, min_size=min_size)
+    labels = match_labels_through_time(labels)
+    features = label_features(labels)
+    return {"labels": labels, "features": features, "tracks": tracks_from_features(features)}
+
+
+class SegmentWidget(Container):
+    """Segment a time-lapse Image layer with a temporal U-Net (dock widget).
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer whose layers are listed and where results go.
+
+    Attributes
+    ----------
+    result : SegmentationResult or None
+        The last run's result (labels, probabilities, tracks, frames done, parameters).
+    runner : JobRunner
+        Runs the job; ``runner.worker`` is the running worker (for tests: wait on its
+        ``finished`` signal).
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.result: Any = None
+        self.model_info: dict[str, Any] | None = None
+        self.outputs: dict[str, Any] = {}
+        self._source: Any = None
+        self._closed = False
+
+        self.image = common.layer_picker(self.viewer, "Image", "image")
+        self.axes = LineEdit(label="axes", tooltip="One letter per dimension of the layer, from T C Z Y X.")
+        self.axes_note = common.note()
+        self.params = common.parameter_panel(segment_parameters, **PARAM_OPTIONS)
+        self.model_note = common.note("reading model…")
+        self.device_note = common.note("detecting devices…")
+        self.run_button = PushButton(text="Run")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.defaults_button = PushButton(text="Restore defaults")
+        self.status = common.note("")
+        buttons = Container(widgets=[self.run_button, self.stop_button, self.defaults_button], layout="horizontal",
+                            labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        self.extend([self.image, self.axes, self.axes_note, self.params, self.model_note, self.device_note,
+                     buttons, self.status])
+
+        self.runner = JobRunner("Segment", self._show_result, on_state=self._set_running)
+        self.image.changed.connect(self._on_image)
+        self.axes.changed.connect(self._validate)
+        self.params.model.changed.connect(self._on_model)
+        self.params.checkpoint.changed.connect(self._on_model)
+        self.params.device.changed.connect(self._show_device)
+        self.params.threshold.changed.connect(self._schedule_relabel)
+        self.params.min_size.changed.connect(self._schedule_relabel)
+        self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.runner.stop)
+        self.defaults_button.changed.connect(self.restore_defaults)
+        common.MODELS.added.connect(self._on_model_added)
+        self.native.destroyed.connect(self._on_destroyed)
+
+        self._relabel_timer = QTimer()
+        self._relabel_timer.setSingleShot(True)
+        self._relabel_timer.setInterval(250)
+        self._relabel_timer.timeout.connect(self._relabel)
+        self._relabel_worker: Any = None
+        self._probe_worker: Any = None
+
+        self.params.checkpoint.visible = self.params.model.value == common.FILE
+        self._on_image()
+        self._start_probe(apply_model_defaults=False)
+
+    # ------------------------------------------------------------------ inputs
+    def _on_image(self, value: Any = None) -> None:
+        layer = self.image.value
+        self.axes.value = _guess_axes_for(layer) if layer is not None else ""
+        self._validate()
+
+    def axes_error(self) -> str | None:
+        """Why the current inputs cannot run (None when they can)."""
+        layer = self.image.value
+        if layer is None:
+            return "Open or select an Image layer (a time-lapse movie) to segment."
+        try:
+            ax = io.validate_axes(self.axes.value, layer.data.shape, f"layer {layer.name!r}")
+        except ValueError as err:
+            return str(err)
+        if getattr(layer, "rgb", False) and not ax.endswith("C"):
+            return f"Layer {layer.name!r} is RGB: its last axis is colour, so the axes must end with C (e.g. 'TYXC')."
+        return None
+
+    def _validate(self, value: Any = None) -> bool:
+        why = self.axes_error()
+        layer_missing = self.image.value is None
+        common.set_invalid(self.axes, None if layer_missing else why)
+        self.axes_note.value = why or ""
+        self.run_button.enabled = why is None and not self.runner.running
+        return why is None
+
+    def _on_model(self, value: Any = None) -> None:
+        self.params.checkpoint.visible = self.params.model.value == common.FILE
+        self._start_probe(apply_model_defaults=True)
+
+    def _on_model_added(self, task: str, path: str) -> None:
+        if task != "segmentation" or self._closed:
+            return
+        try:
+            self.params.model.reset_choices()
+            self.params.model.value = path
+        except RuntimeError:  # deleted widget
+            pass
+
+    def _model_path(self) -> Path:
+        return common.resolve_model(self.params.model.value, self.params.checkpoint.value, "segmentation")
+
+    def _start_probe(self, apply_model_defaults: bool) -> None:
+        try:
+            path: Path | None = self._model_path()
+            error = None
+        except (FileNotFoundError, ValueError) as err:
+            path, error = None, str(err)
+        self.model_info = None
+        self.model_note.value = error or "reading model…"
+        worker = create_worker(_probe, path, _ignore_errors=True)
+        worker.returned.connect(lambda out: self._probed(out, apply_model_defaults))
+        worker.errored.connect(lambda err: setattr(self.model_note, "value", f"Cannot read the model: {err}"))
+        self._probe_worker = worker
+        worker.finished.connect(lambda: setattr(self, "_probe_worker", None))
+        worker.start()
+
+    def _probed(self, out: tuple[dict[str, str], dict[str, Any] | None, str | None], apply_defaults: bool) -> None:
+        if self._closed:
+            return
+        devices, info, error = out
+        current = self.params.device.value
+        self.params.device.reset_choices()
+        if current in devices:
+            self.params.device.value = current
+        self._show_device()
+        self.model_info = info
+        if info is None:
+            if error:
+                self.model_note.value = f"Cannot use this model: {error}"
+            return
+        val = ", ".join(f"{k} {v:.2f}" for k, v in info["val"].items() if k in ("seg", "f1", "ap"))
+        self.model_note.value = (
+            f"{info['preset']} U-Net, window {info['window']} frame(s) x {info['in_channels']} channel(s), "
+            f"{info['classes']} classes, edge '{info['edge']}', background subtraction "
+            f"{'on' if info['background_subtraction'] else 'off'}" + (f"; validation {val}" if val else "")
+        )
+        if apply_defaults:
+            self.params.threshold.value = info["threshold"]
+            self.params.min_size.value = info["min_size"]
+
+    def _show_device(self, value: Any = None) -> None:
+        name = self.params.device.value
+        desc = common.DEVICES.get(name, "")
+        self.device_note.value = desc or "detecting devices…"
+
+    def restore_defaults(self) -> None:
+        """Put every parameter back to its default (persisted values are overwritten)."""
+        common.restore_defaults(self.params, segment_parameters)
+
+    # ------------------------------------------------------------------ running
+    def job_arguments(self) -> dict[str, Any]:
+        """What :func:`napari_cellnet.inference.segment` gets from the widget (GUI thread).
+
+        Raises
+        ------
+        ValueError, FileNotFoundError
+            For missing or invalid inputs, with what to change.
+        """
+        why = self.axes_error()
+        if why:
+            raise ValueError(why)
+        layer = self.image.value
+        p = self.params
+        return {
+            "layer": layer,
+            "movie": layer.data,
+            "path": self._model_path(),
+            "axes": io.validate_axes(self.axes.value, layer.data.shape),
+            "edge": None if p.edge.value == FROM_MODEL else p.edge.value,
+            "background": p.background.value,
+            "device": p.device.value,
+            "tile": int(p.tile.value),
+            "threshold": float(p.threshold.value),
+            "min_size": int(p.min_size.value),
+            "keep_probabilities": True,
+        }
+
+    def make_job(self, args: dict[str, Any]) -> Any:
+        """A job generator for ``args`` (called in the worker thread)."""
+        from ..inference import segment
+
+        ckpt = _load_for_segment(args["path"], args["background"])
+        return segment(args["movie"], ckpt, axes=args["axes"], device=args["device"], tile=args["tile"],
+                       threshold=args["threshold"], min_size=args["min_size"], edge=args["edge"],
+                       keep_probabilities=args["keep_probabilities"])
+
+    def run(self) -> Any:
+        """Start segmenting the selected layer; returns the worker (None if inputs are invalid)."""
+        if self.runner.running:
+            show_info("Segment is already running; press Stop first.")
+            return None
+        try:
+            args = self.job_arguments()
+        except (ValueError, FileNotFoundError) as err:
+            show_error(f"Segment: {err}")
+            self.status.value = str(err)
+            return None
+        self._source = args["layer"]
+        self._args = args
+        self.status.value = f"Segmenting {args['layer'].name!r} …"
+        return self.runner.start(lambda: self.make_job(args), threads=cpu_threads())
+
+    def _set_running(self, running: bool) -> None:
+        if self._closed:
+            return
+        self.stop_button.enabled = running
+        self.params.enabled = not running
+        self.image.enabled = not running
+        self.axes.enabled = not running
+        self._validate()
+        if not running and self.runner.last_error is not None:
+            self.status.value = f"Failed: {self.runner.last_error}"
+
+    def _show_result(self, result: Any) -> None:
+        if self._closed:
+            return
+        self.result = result
+        self._publish(result.labels, result.probabilities, result.tracks, result.graph, result.features,
+                      result.params)
+        done, total = len(result.frames_done), int(result.params.get("frames_total", len(result.labels)))
+        skipped = result.params.get("skipped_frames") or []
+        if result.stopped:
+            self.status.value = (f"Stopped: {done} of {total} frames segmented and kept "
+                                 f"(frames {_ranges(result.frames_done)}).")
+        else:
+            extra = f"; frames {_ranges(skipped)} skipped (edge policy 'skip')" if skipped else ""
+            self.status.value = (f"Done: {done} frames, {len(np.unique(result.labels)) - 1} cell IDs, "
+                                 f"{result.params.get('seconds', 0):.1f} s on {result.params.get('device')}{extra}.")
+
+    def _publish(self, labels: np.ndarray, probabilities: np.ndarray | None, tracks: np.ndarray,
+                 graph: dict[int, list[int]], features: dict[str, Any], params: dict[str, Any]) -> None:
+        layer = self._source
+        model = {"model": params.get("model"), "checkpoint": params.get("checkpoint"),
+                 "device": params.get("device"), "device_description": params.get("device_description")}
+        meta = {"parameters": params, **model, "frames_done": list(self.result.frames_done)}
+        base = layer.name
+        self.outputs["labels"] = add_or_update(
+            self.viewer, "labels", labels, "segment/labels", f"{base} labels", source=layer, metadata=meta,
+            features=features)
+        if probabilities is not None and self.params.probability_map.value:
+            self.outputs["probability"] = add_or_update(
+                self.viewer, "image", probabilities, "segment/probability", f"{base} probability", source=layer,
+                metadata=meta, colormap="magma", contrast_limits=(0.0, 1.0), blending="additive", visible=False)
+        if self.params.tracks.value:
+            if len(tracks):
+                known = set(np.asarray(tracks)[:, 0].astype(int).tolist())
+                g = {int(k): [int(v) for v in vs if int(v) in known] for k, vs in (graph or {}).items() if int(k) in known}
+                g = {k: v for k, v in g.items() if v}
+                if "tracks" in self.outputs and self.outputs["tracks"] in self.viewer.layers:
+                    self.outputs["tracks"].graph = {}
+                self.outputs["tracks"] = add_or_update(
+                    self.viewer, "tracks", tracks, "segment/tracks", f"{base} tracks", source=layer, metadata=meta,
+                    graph=g, tail_length=5, blending="translucent")
+                self.outputs["tracks"].graph = g
+        self.viewer.layers.selection.active = self.outputs["labels"]
+
+    # ------------------------------------------------------------------ live re-threshold
+    def _schedule_relabel(self, value: Any = None) -> None:
+        if self.result is None or self.result.probabilities is None or self.runner.running:
+            return
+        self._relabel_timer.start()
+
+    def _relabel(self) -> None:
+        if self._closed or self.result is None or self.result.probabilities is None:
+            return
+        if self._relabel_worker is not None:  # one at a time; run again when it ends
+            self._relabel_timer.start()
+            return
+        thr, ms = float(self.params.threshold.value), int(self.params.min_size.value)
+        worker = create_worker(relabel, self.result.probabilities, list(self.result.frames_done), thr, ms,
+                               _ignore_errors=True)
+        worker.returned.connect(lambda out: self._relabelled(out, thr, ms))
+        worker.errored.connect(lambda err: show_error(f"Re-threshold failed: {err}"))
+        worker.finished.connect(lambda: setattr(self, "_relabel_worker", None))
+        self._relabel_worker = worker
+        self.status.value = f"Re-labelling at threshold {thr:.2f}, min size {ms} …"
+        worker.start()
+
+    def _relabelled(self, out: dict[str, Any], threshold: float, min_size: int) -> None:
+        if self._closed or self.result is None:
+            return
+        params = {**self.result.params, "threshold": threshold, "min_size": min_size, "split": "distance",
+                  "relabelled_from_probabilities": True}
+        self._publish(out["labels"], None, out["tracks"], {}, out["features"], params)
+        n = len(np.unique(out["labels"])) - 1
+        self.status.value = (f"Re-labelled from the probability map: threshold {threshold:.2f}, min size "
+                             f"{min_size}, {n} cell IDs (touching cells split by distance; Run again to use "
+                             "the network's boundary class).")
+
+    # ------------------------------------------------------------------ teardown
+    def _on_destroyed(self, *args: Any) -> None:
+        self._closed = True
+        self.runner.on_state = None
+        self.runner.on_returned = lambda result: None
+        self.runner.abort()
+        try:
+            common.MODELS.added.disconnect(self._on_model_added)
+        except (TypeError, ValueError):
+            pass
+
+
+def _ranges(frames: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"``."""
+    if not frames:
+        return "none"
+    frames = sorted(frames)
+    out, start, prev = [], frames[0], frames[0]
+    for f in frames[1:] + [None]:  # type: ignore[list-item]
+        if f is not None and f == prev + 1:
+            prev = f
+            continue
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if f is not None:
+            start = prev = f
+    return ", ".join(out)
