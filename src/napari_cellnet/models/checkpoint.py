@@ -116,7 +116,8 @@ def load_checkpoint(path: str | os.PathLike[str], task: str | None = None) -> Ch
         raise FileNotFoundError(f"Model file not found: {path}. Choose an existing .pt checkpoint.")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError,
+            IndexError, KeyError, TypeError) as err:  # garbage bytes reach torch's unpickler in many ways
         raise ValueError(
             f"{path} is not a loadable napari-cellnet checkpoint ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else 'unreadable'}). Files that carry code are "
