@@ -34,7 +34,7 @@ def tiny_net(window=3, in_channels=1, classes=3, seed=0):
 def save_tiny(path, window=3, in_channels=1, classes=3, **meta):
     net, cfg = tiny_net(window, in_channels, classes)
     m = {"window": window, "in_channels": in_channels, "edge": "reflect", "classes": classes,
-         "normalization": {"kind": "percentile", "low": 1.0, "high": 99.8},
+         "normalization": {"method": "percentile", "low": 1.0, "high": 99.8},
          "background_subtraction": False, "drift": False,
          "class_names": ["background", "cell", "boundary"][:classes], "threshold": 0.5, "min_size": 10}
     m.update(meta)
@@ -91,8 +91,8 @@ def test_result_shapes_ids_and_tracks(movie, ckpt):
     p = res.params
     assert p["window"] == 3 and p["edge"] == "reflect" and p["threshold"] == 0.5
     lo, hi = np.percentile(movie.astype(np.float32), [1.0, 99.8])
-    assert p["normalization_values"]["lo"][0] == pytest.approx(lo, rel=1e-5)
-    assert p["normalization_values"]["hi"][0] == pytest.approx(hi, rel=1e-5)
+    assert p["normalization_values"]["lo"] == pytest.approx(lo, rel=1e-5)
+    assert p["normalization_values"]["hi"] == pytest.approx(hi, rel=1e-5)
 
 
 def test_edge_skip_leaves_first_and_last_frames_empty(movie, tmp_path):
@@ -185,11 +185,15 @@ def test_classification_checkpoint_is_refused(movie, tmp_path):
         run_job(segment(movie, path, **T1))
 
 
-def test_window_preprocessing_matches_training_helpers(movie, tmp_path):
+@pytest.mark.parametrize("background", [False, True])
+def test_window_preprocessing_matches_training_helpers(movie, tmp_path, background):
     """segment() must feed the network exactly what training's helpers build."""
     net, cfg = tiny_net()
-    ck = save_tiny(tmp_path / "m.pt")
-    norm = pp.normalize_movie(movie)[:, None]
+    ck = save_tiny(tmp_path / "m.pt", background_subtraction=background)
+    raw = movie.astype(np.float32)
+    if background:
+        raw = pp.subtract_temporal_median(raw)
+    norm = pp.normalize_movie(raw)[:, None]
     wins = np.stack([pp.make_window(norm, t, 3, "reflect") for t in range(len(movie))])
     expected = 1.0 - predict_windows(net, wins, "cpu")[:, 0]
     res = run_job(segment(movie, ck, **T1))

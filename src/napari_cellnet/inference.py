@@ -42,8 +42,7 @@ from .postprocessing import (
 log = logging.getLogger(__name__)
 
 DEFAULT_TILE = 1024
-STATS_FRAMES = 32  # frames sampled (evenly) for percentiles and the temporal median of long movies
-STATS_VALUES = 2**24  # above this many sampled values, percentiles use every 2nd (4th ...) row and column
+STATS_FRAMES = 32  # frames sampled (evenly) for percentiles and the temporal median, as training does
 
 
 @dataclass
@@ -307,47 +306,50 @@ class _MovieFrames:
         return frame
 
 
+class _Raw:
+    """Frames minus the temporal background, as float32 (what the percentiles are taken of)."""
+
+    def __init__(self, frames: _MovieFrames, background: np.ndarray | None) -> None:
+        self.frames = frames
+        self.background = background
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        f = np.asarray(self.frames[int(t)], dtype=np.float32)
+        return f if self.background is None else f - self.background
+
+
 class _Prepared:
-    """Frames after background subtraction and normalisation, cached around the current window."""
+    """Frames after background subtraction and normalisation, cached around the current window.
+
+    Exactly what training does (:func:`napari_cellnet.data.movie_stats`): temporal median
+    and one pair of percentiles for the whole movie (all channels together), both from
+    at most :data:`STATS_FRAMES` evenly spaced frames.
+    """
 
     def __init__(self, frames: _MovieFrames, meta: dict[str, Any]) -> None:
         self.frames = frames
-        norm = dict(meta.get("normalization") or {"kind": "percentile", "low": 1.0, "high": 99.8})
-        kind = norm.get("kind", "percentile")
+        norm = dict(meta.get("normalization") or {"method": "percentile", "low": 1.0, "high": 99.8})
+        kind = norm.get("method", norm.get("kind", "percentile"))
         T = len(frames)
         self.background: np.ndarray | None = None
         self.bg_frames = 0
         if meta.get("background_subtraction"):
-            self.background = pp.temporal_median(frames, max_frames=None if T <= STATS_FRAMES else STATS_FRAMES)
+            self.background = pp.temporal_median(frames, max_frames=STATS_FRAMES)
             self.bg_frames = min(T, STATS_FRAMES)
-        sample_idx = np.arange(T) if T <= STATS_FRAMES else np.linspace(0, T - 1, STATS_FRAMES).round().astype(int)
+        self.raw = _Raw(frames, self.background)
         if kind == "percentile":
-            low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
-            sample = np.stack([self._raw(int(i)) for i in sample_idx])
-            pp.check_finite(sample)
-            step = 1
-            while sample[..., ::step, ::step].size > STATS_VALUES:
-                step *= 2
-            sample = sample[..., ::step, ::step]
-            self.stats_pixel_step = step
-            # one pair per channel, over the whole movie
-            flat = np.moveaxis(sample, 1, 0).reshape(sample.shape[1], -1)
-            self.lo = np.percentile(flat, low, axis=1).astype(np.float32)
-            self.hi = np.percentile(flat, high, axis=1).astype(np.float32)
+            self.lo, self.hi = pp.movie_percentiles(self.raw, float(norm.get("low", 1.0)),
+                                                    float(norm.get("high", 99.8)), max_frames=STATS_FRAMES)
         elif kind == "fixed":
-            self.lo = np.full(frames.shape[1], float(norm.get("offset", 0.0)), np.float32)
-            self.hi = self.lo + np.float32(norm.get("scale", 1.0))
+            self.lo = float(norm.get("offset", 0.0))
+            self.hi = self.lo + float(norm.get("scale", 1.0))
         else:
             raise ValueError(f"Unknown normalisation {kind!r} in the checkpoint (expected 'percentile' or 'fixed').")
-        self.stats_frames = len(sample_idx)
-        self.stats_pixel_step = getattr(self, "stats_pixel_step", 1)
+        self.stats_frames = min(T, STATS_FRAMES)
         self.cache: dict[int, np.ndarray] = {}
-
-    def _raw(self, t: int) -> np.ndarray:
-        f = self.frames[t].astype(np.float32)
-        if self.background is not None:
-            f = f - self.background
-        return f
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -355,10 +357,9 @@ class _Prepared:
     def __getitem__(self, t: int) -> np.ndarray:
         t = int(t)
         if t not in self.cache:
-            f = self._raw(t)
+            f = self.raw[t]
             pp.check_finite(f, what=f"movie (frame {t})")
-            scale = np.maximum(self.hi - self.lo, 1e-12)[:, None, None]
-            self.cache[t] = ((f - self.lo[:, None, None]) / scale).astype(np.float32)
+            self.cache[t] = pp.apply_normalization(f, self.lo, self.hi)
         return self.cache[t]
 
     def forget_before(self, t: int) -> None:
@@ -526,10 +527,9 @@ def segment(
         "in_channels": in_channels,
         "edge": edge,
         "drift": drift,
-        "normalization": dict(meta.get("normalization") or {"kind": "percentile", "low": 1.0, "high": 99.8}),
-        "normalization_values": {"lo": prepared.lo.tolist(), "hi": prepared.hi.tolist(),
+        "normalization": dict(meta.get("normalization") or {"method": "percentile", "low": 1.0, "high": 99.8}),
+        "normalization_values": {"lo": float(prepared.lo), "hi": float(prepared.hi),
                                  "frames_sampled": prepared.stats_frames,
-                                 "pixel_step": prepared.stats_pixel_step,
                                  "background_frames": prepared.bg_frames},
         "background_subtraction": bool(meta.get("background_subtraction", False)),
         "threshold": threshold,
