@@ -94,3 +94,22 @@ def test_receptive_field_bounds_the_influence_of_a_pixel():
     ys, xs = torch.nonzero(d > 1e-6, as_tuple=True)
     reach = int(max((ys - c).abs().max(), (xs - c).abs().max()))
     assert 0 < reach <= rf // 2
+
+
+def test_fuse_batchnorm_keeps_outputs():
+    torch.manual_seed(0)
+    net = build_model("temporal_unet", window=3, depth=3, base_width=8).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = net(x)
+        net.fuse_batchnorm()
+        out = net(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert torch.allclose(ref, out, atol=1e-4)
+    with pytest.raises(RuntimeError, match="eval"):
+        build_model("temporal_unet").fuse_batchnorm()

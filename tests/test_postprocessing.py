@@ -144,3 +144,12 @@ def test_contours_and_instance_target_hand_case():
     assert post.contours(np.stack([lab, lab])).shape == (2, 5, 6)
     with pytest.raises(ValueError, match="integer labels"):
         post.instance_target(lab.astype(float))
+
+
+def test_fill_holes_equals_scipy():
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        m = ndi.binary_opening(rng.random((40, 50)) > 0.45 + 0.03 * i)
+        np.testing.assert_array_equal(post.fill_holes(m), ndi.binary_fill_holes(m))

@@ -497,6 +497,8 @@ def segment(
     T, C, Y, X = frames.shape
     todo = pp.valid_frames(T, window, edge)
     net = ckpt.build(dev)
+    if hasattr(net, "fuse_batchnorm"):
+        net.fuse_batchnorm()
     net_window = getattr(net, "window", window)
     if net_window != window or getattr(net, "in_channels", in_channels) != in_channels:
         raise ValueError(

@@ -35,9 +35,35 @@ def _remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
-    from skimage.segmentation import relabel_sequential
+    """Number objects 1..n in order of their old IDs (a lookup table: faster than np.unique)."""
+    lab = np.asarray(labels)
+    if lab.size == 0 or lab.max(initial=0) == 0:
+        return np.zeros(lab.shape, np.int32)
+    if lab.min() < 0:
+        raise ValueError("Label images must not hold negative values.")
+    present = np.bincount(lab.ravel()) > 0
+    present[0] = False
+    lut = np.zeros(present.size, np.int32)
+    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+    return lut[lab]
 
-    return relabel_sequential(labels)[0].astype(np.int32, copy=False)
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions that do not touch the image border (4-connected), like
+    ``scipy.ndimage.binary_fill_holes`` but by one labelling pass (several times faster
+    on 1024^2 frames)."""
+    from scipy import ndimage as ndi
+
+    m = np.asarray(mask, dtype=bool)
+    bg, _ = ndi.label(~m)
+    border = np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))
+    keep = np.zeros(int(bg.max()) + 1, bool)
+    keep[border] = True
+    keep[0] = True
+    return m | ~keep[bg]
+
+
+_fill_holes = fill_holes  # probabilities_to_labels' argument of the same name shadows it
 
 
 def probabilities_to_labels(
@@ -100,7 +126,7 @@ def probabilities_to_labels(
         raise ValueError("split='boundary' needs a 3-class (background/cell/boundary) network; use 'distance'.")
     mask = fg > threshold
     if fill_holes:
-        mask = ndi.binary_fill_holes(mask)
+        mask = _fill_holes(mask)
     if not mask.any():
         return np.zeros(mask.shape, np.int32)
     if split == "none":

@@ -272,6 +272,24 @@ class TemporalUNet(nn.Module):
             rf += 2 * self.stem_stride  # bilinear upsampling of the logits
         return int(rf) | 1
 
+    def fuse_batchnorm(self) -> TemporalUNet:
+        """Fold every eval-mode BatchNorm into the convolution before it (in place; inference only).
+
+        Same outputs up to float rounding, one pass less over each feature map: faster
+        and less peak memory on the CPU. Call on a network in eval mode.
+        """
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        if self.training:
+            raise RuntimeError("fuse_batchnorm() is for inference: call net.eval() first.")
+        for block in list(self.down) + list(self.merge):
+            layers = list(block)
+            for i in range(len(layers) - 1):
+                if isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.BatchNorm2d):
+                    block[i] = fuse_conv_bn_eval(layers[i], layers[i + 1])
+                    block[i + 1] = nn.Identity()
+        return self
+
     def example_input(self, batch: int = 2, size: int | None = None) -> torch.Tensor:
         """A small random input of the right shape (used by the registry test)."""
         s = size or self.size_divisor * 2
