@@ -62,7 +62,9 @@ class SegmentationResult:
         reached before a stop are zero in the arrays).
     params : dict
         Provenance: model, checkpoint, window, edge, drift, normalisation, thresholds,
-        device, tiling, timings, package version (for ``layer.metadata`` and the JSON).
+        device, tiling, package version (for ``layer.metadata`` and the JSON), and
+        timings: ``seconds`` in all and ``stage_seconds`` (read_prepare, network,
+        postprocess, write).
     graph : dict
         ``{track_id: [parent_id]}`` for divisions (napari Tracks ``graph``).
     features : dict of ndarray
@@ -571,13 +573,17 @@ def segment(
         if on_frame is not None:
             on_frame(t, p, lab)
 
+    clock = {"read_prepare": 0.0, "network": 0.0, "postprocess": 0.0, "write": 0.0}
     i = 0
     while i < len(todo):
         chunk = todo[i:i + state["batch"]]
+        tick = time.perf_counter()
         wins = np.stack([
             pp.make_window(prepared, t, window, edge, drift=drift, indices=pp.window_indices(t, T, window, edge))
             for t in chunk
         ])
+        clock["read_prepare"] += time.perf_counter() - tick
+        tick = time.perf_counter()
         frame_prog = Progress("frame", len(done), len(todo), f"frame {len(done) + 1} of {len(todo)}")
         job = _predict_iter(net, wins, dev, state.get("tile", tile), overlap, state["batch"], amp_dtype, use_cl,
                             state, parent=frame_prog)
@@ -590,19 +596,24 @@ def segment(
                     break
         except StopIteration as fin:
             probs = fin.value
+        clock["network"] += time.perf_counter() - tick
         if stopped:
             break
         for t, p in zip(chunk, probs, strict=True):
             while next_emit < t:  # frames skipped under "skip"
                 emit(next_emit, zero_p, zero_l)
                 next_emit += 1
+            tick = time.perf_counter()
             fg = (1.0 - p[0]).astype(np.float32)
             lab = matcher.update(probabilities_to_labels(p, threshold=threshold, min_size=min_size, split=split))
             ids, area, cy, cx = frame_centroids(lab)
             for k, v in zip(("frame", "label", "area", "centroid_y", "centroid_x"),
                             (np.full(len(ids), t, np.int64), ids, area, cy, cx), strict=True):
                 feats[k].append(v)
+            clock["postprocess"] += time.perf_counter() - tick
+            tick = time.perf_counter()
             emit(t, fg, lab)
+            clock["write"] += time.perf_counter() - tick
             next_emit = t + 1
             done.append(t)
         prepared.forget_before(min(chunk[-1] + 1, T) - window)
@@ -627,6 +638,7 @@ def segment(
         "seconds": round(time.perf_counter() - t_start, 3),
         "oom_retries": state.get("retries", []),
         "batch_used": state["batch"],
+        "stage_seconds": {k: round(v, 3) for k, v in clock.items()},
     })
     return SegmentationResult(
         probabilities=probs_out,
