@@ -37,7 +37,7 @@ def _movie(T=6, Y=64, X=64, annotated=(0, 2, 4), seed=0):
 
 def _params(**kw):
     base = dict(window=3, patch_size=32, batch_size=4, epochs=2, aug_rate=2, min_size=10, frames=[0, 2],
-                val_frames=[4], lr=3e-3)
+                val_frames=[4], lr=3e-3, threads=1)
     base.update(kw)
     return TrainSegParams(**base)
 

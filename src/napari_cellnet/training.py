@@ -42,7 +42,6 @@ from .augment import AugmentParams
 from .data import (
     NORM_MAX_FRAMES,
     FrameSample,
-    MovieStats,
     PatchSampler,
     as_movie_list,
     extract_windows,
@@ -50,7 +49,13 @@ from .data import (
     split_frames,
 )
 from .jobs import STOP, Progress, TrainEvent
-from .losses import CLASS_WEIGHTINGS, LOSSES, SegmentationLoss, fixed_class_weights, median_frequency_weights
+from .losses import (
+    CLASS_WEIGHTINGS,
+    LOSSES,
+    SegmentationLoss,
+    fixed_class_weights,
+    median_frequency_weights,
+)
 
 MODEL_NAME = "temporal_unet"
 BEST, LAST, PARAMS, HISTORY = "best.pt", "last.pt", "params.json", "history.csv"
@@ -131,6 +136,9 @@ class TrainSegParams:
         Seed of the weights, the patches and the augmentation.
     device : str
         "auto", "cpu", "cuda", "cuda:N" or "mps".
+    threads : int
+        CPU threads for torch; 0 uses every core. On a machine shared with other jobs, 1
+        can be several times faster than oversubscribing the cores.
     """
 
     preset: str = "light"
@@ -172,6 +180,7 @@ class TrainSegParams:
     min_size: int = 30
     seed: int = 0
     device: str = "auto"
+    threads: int = 0
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -258,6 +267,8 @@ class TrainSegParams:
             raise ValueError(f"The learning rate must be > 0, got {self.lr}.")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 = every core), got {self.threads}.")
         if self.early_stopping < 0:
             raise ValueError(f"early_stopping must be >= 0 epochs (0 = off), got {self.early_stopping}.")
         if not 0 < self.threshold < 1:
@@ -488,6 +499,25 @@ def train_segmentation(
         negative labels, validation without a spare annotated frame, a window longer than
         the movie, a folder that already holds a model, a full disk).
     """
+    threads = torch.get_num_threads()
+    try:
+        return (yield from _train(images, labels, params, out_dir, resume=resume, overwrite=overwrite,
+                                  image_axes=image_axes, sources=sources))
+    finally:
+        torch.set_num_threads(threads)  # params.threads must not outlive the run (napari's process)
+
+
+def _train(
+    images: Any,
+    labels: Any,
+    params: TrainSegParams | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    resume: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    image_axes: str | Sequence[str] | None = None,
+    sources: dict[str, Any] | None = None,
+) -> Generator[TrainEvent | Progress, Any, TrainResult]:
     t_start = time.perf_counter()
     from .device import resolve, use_all_cores
     from .models import build_model
@@ -549,7 +579,9 @@ def train_segmentation(
 
     # ---- model, loss, optimiser
     device = resolve(params.device)
-    if device.type == "cpu":
+    if params.threads > 0:
+        torch.set_num_threads(int(params.threads))
+    elif device.type == "cpu":
         use_all_cores()
     torch.manual_seed(int(params.seed))
     net = build_model(MODEL_NAME, **config).to(device)
