@@ -169,14 +169,14 @@ def _predict_iter(
                 n_tiles = len(grid)
                 for j in range(0, len(jobs), state["batch"]):
                     chunk = jobs[j:j + state["batch"]]
-                    xb = np.stack([xp[b][(slice(None), *sl)] for b, sl in chunk])
+                    xb = np.stack([xp[b][(slice(None), sl[0], sl[1])] for b, sl in chunk])
                     pb = _run_net(net, xb, dev, amp, channels_last)
                     if acc is None:
                         classes = pb.shape[1]
                         acc = np.zeros((B, classes, Hp, Wp), np.float32)
                     for (b, sl), p in zip(chunk, pb, strict=True):
                         w = pp.blend_weights(p.shape[-2:], sl, (Hp, Wp), margin, ramp)
-                        acc[b][(slice(None), *sl)] += p * w
+                        acc[b][(slice(None), sl[0], sl[1])] += p * w
                         if b == 0:
                             wsum[sl] += w
                     if parent is not None:

@@ -254,8 +254,12 @@ class TemporalUNet(nn.Module):
         is what makes tiled output equal untiled output.
         """
         rf, jump = 1, 1
-        k = self.down[0][0].kernel_size[0]
-        convs = sum(isinstance(m, nn.Conv2d) for m in self.down[0])
+        first = self.down[0]
+        assert isinstance(first, nn.Sequential)
+        conv0 = first[0]
+        assert isinstance(conv0, nn.Conv2d)
+        k = int(conv0.kernel_size[0])
+        convs = sum(isinstance(m, nn.Conv2d) for m in first)
         for i in range(len(self.down)):
             if i > 0:  # 2x2 max-pool
                 rf += jump
@@ -282,11 +286,13 @@ class TemporalUNet(nn.Module):
 
         if self.training:
             raise RuntimeError("fuse_batchnorm() is for inference: call net.eval() first.")
-        for block in list(self.down) + list(self.merge):
+        for block in [*self.down, *self.merge]:
+            assert isinstance(block, nn.Sequential)
             layers = list(block)
             for i in range(len(layers) - 1):
-                if isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.BatchNorm2d):
-                    block[i] = fuse_conv_bn_eval(layers[i], layers[i + 1])
+                conv, bn = layers[i], layers[i + 1]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    block[i] = fuse_conv_bn_eval(conv, bn)
                     block[i + 1] = nn.Identity()
         return self
 
