@@ -1,8 +1,8 @@
 """Run a core job generator in a napari thread worker: progress bars, Stop, errors as notifications.
 
 Every widget runs its engine the same way, so the behaviour a biologist sees is the same
-everywhere: the viewer stays responsive, progress shows in napari's activity dock (frames,
-then tiles nested under them), **Stop** sends :data:`napari_cellnet.jobs.STOP` into the
+everywhere: the viewer stays responsive, progress shows in napari's activity dock (frames
+or epochs, and tiles or steps within them), **Stop** sends :data:`napari_cellnet.jobs.STOP` into the
 job, which then *returns* what it has done (superqt's ``GeneratorWorker.send`` delivers the
 value at the next ``yield``), and a failure becomes one napari error notification carrying
 the engine's own message.
@@ -169,41 +169,39 @@ class JobRunner:
             self.worker.quit()
 
     # ------------------------------------------------------------------ signal handlers
-    def _bar(self, key: str, total: int, desc: str, parent: str | None = None) -> progress:
+    def _bar(self, key: str, total: int, desc: str) -> progress:
+        # Two flat bars (outer: frames/epochs, inner: tiles/steps) rather than napari's
+        # ``nest_under``: closing a nested bar from inside the event loop (as a worker's
+        # ``finished`` slot does) segfaults napari 0.9.2's activity dialog
+        # (reproduced with PyQt5; see tests/_qt/test_jobs.py).
         bar = self._bars.get(key)
         if bar is None or bar.total != total:
             if bar is not None:
                 bar.close()
-            nest = self._bars.get(parent) if parent else None
-            bar = progress(total=total, desc=desc, nest_under=nest)
+            bar = progress(total=total, desc=desc)
             self._bars[key] = bar
         return bar
 
+    def _set(self, key: str, total: int, index: int, desc: str) -> None:
+        bar = self._bar(key, total, desc)
+        bar.n = min(index, total)
+        bar.set_description(desc)
+        bar.refresh()
+
     def _on_yielded(self, event: Any) -> None:
         if isinstance(event, Progress):
-            if event.parent is not None:
-                outer = event.parent
-                b = self._bar("outer", outer.total, f"{self.name}: {outer.stage}s")
-                b.n = outer.index
-                b.set_description(f"{self.name}: {outer.message or outer.stage}")
-                inner = self._bar("inner", event.total, f"{event.stage}s", parent="outer")
-                inner.n = event.index
-                inner.refresh()
-                b.refresh()
-            else:
-                b = self._bar("outer", event.total, f"{self.name}: {event.stage}s")
-                b.n = event.index
-                b.set_description(f"{self.name}: {event.message or event.stage}")
-                b.refresh()
+            outer = event.parent if event.parent is not None else event
+            self._set("outer", outer.total, outer.index,
+                      f"{self.name}: {outer.stage} {min(outer.index + (event.parent is not None), outer.total)}"
+                      f" of {outer.total}")
+            if event.parent is not None and event.total > 1:
+                self._set("inner", event.total, event.index, f"{self.name}: {event.stage} {event.index} of {event.total}")
         elif isinstance(event, TrainEvent):
-            b = self._bar("outer", event.epochs, f"{self.name}: epochs")
-            b.n = event.epoch if event.kind == "epoch" else event.epoch - 1
             fold = f"fold {event.fold}/{event.folds}, " if event.fold is not None else ""
-            b.set_description(f"{self.name}: {fold}epoch {event.epoch}/{event.epochs}")
-            b.refresh()
-            inner = self._bar("inner", event.steps_per_epoch, "steps", parent="outer")
-            inner.n = event.step
-            inner.refresh()
+            done = event.epoch if event.kind == "epoch" else event.epoch - 1
+            self._set("outer", event.epochs, done, f"{self.name}: {fold}epoch {event.epoch} of {event.epochs}")
+            self._set("inner", event.steps_per_epoch, event.step,
+                      f"{self.name}: step {event.step} of {event.steps_per_epoch}")
         if self.on_event is not None:
             self.on_event(event)
 

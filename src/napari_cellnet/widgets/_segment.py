@@ -182,7 +182,7 @@ class SegmentWidget(Container):
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self.viewer = napari_viewer
         self.result: Any = None
         self.model_info: dict[str, Any] | None = None
@@ -203,8 +203,10 @@ class SegmentWidget(Container):
         buttons = Container(widgets=[self.run_button, self.stop_button, self.defaults_button], layout="horizontal",
                             labels=False)
         buttons.margins = (0, 0, 0, 0)
-        self.extend([self.image, self.axes, self.axes_note, self.params, self.model_note, self.device_note,
-                     buttons, self.status])
+        inputs = Container(widgets=[self.image, self.axes], labels=True)
+        inputs.margins = (0, 0, 0, 0)
+        self.params.margins = (0, 0, 0, 0)
+        self.extend([inputs, self.axes_note, self.params, self.model_note, self.device_note, buttons, self.status])
 
         self.runner = JobRunner("Segment", self._show_result, on_state=self._set_running)
         self.image.changed.connect(self._on_image)
@@ -230,6 +232,12 @@ class SegmentWidget(Container):
         self.params.checkpoint.visible = self.params.model.value == common.FILE
         self._on_image()
         self._start_probe(apply_model_defaults=False)
+
+    @property
+    def busy(self) -> bool:
+        """True while a job, a model/device probe or a re-threshold is running or pending."""
+        return bool(self.runner.running or self._probe_worker is not None or self._relabel_worker is not None
+                    or self._relabel_timer.isActive())
 
     # ------------------------------------------------------------------ inputs
     def _on_image(self, value: Any = None) -> None:
@@ -283,11 +291,17 @@ class SegmentWidget(Container):
         self.model_info = None
         self.model_note.value = error or "reading model…"
         worker = create_worker(_probe, path, _ignore_errors=True)
-        worker.returned.connect(lambda out: self._probed(out, apply_model_defaults))
+        # only the latest probe counts (the user may pick another model meanwhile)
+        worker.returned.connect(lambda out: self._probed(out, apply_model_defaults) if worker is self._probe_worker
+                                else None)
         worker.errored.connect(lambda err: setattr(self.model_note, "value", f"Cannot read the model: {err}"))
+        worker.finished.connect(lambda: self._probe_finished(worker))
         self._probe_worker = worker
-        worker.finished.connect(lambda: setattr(self, "_probe_worker", None))
         worker.start()
+
+    def _probe_finished(self, worker: Any) -> None:
+        if self._probe_worker is worker:
+            self._probe_worker = None
 
     def _probed(self, out: tuple[dict[str, str], dict[str, Any] | None, str | None], apply_defaults: bool) -> None:
         if self._closed:
