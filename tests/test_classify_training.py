@@ -10,6 +10,17 @@ from napari_cellnet.classify_training import ClassifierTrainConfig, cv_table, tr
 from napari_cellnet.jobs import STOP, TrainEvent, run_job
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a shared 2-core machine, oversubscribed OpenMP is ~30x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _toy(n=20, size=16, seed=0):
     """Class 'blob': filled disk; class 'ring': hollow ring; random centre shifts and noise."""
     rng = np.random.default_rng(seed)
@@ -29,7 +40,7 @@ def _toy(n=20, size=16, seed=0):
 def _cfg(**kw):
     base = dict(arch="small_cnn", model_config={"width": 8, "blocks": 2}, epochs=6, batch_size=8, lr=0.01,
                 augment=AugmentParams(), aug_rate=3, scheduler="none", warmup_epochs=0, folds=2, refit=False, device="cpu", dropout=0.0,
-                label_smoothing=0.0)
+                label_smoothing=0.0, threads=1)
     base.update(kw)
     return ClassifierTrainConfig(**base)
 

@@ -113,6 +113,9 @@ class ClassifierTrainConfig:
     patience : int, optional
         Early stopping when the validation loss has not improved for this many epochs
         (needs ``val_fraction > 0``).
+    threads : int, optional
+        CPU threads for torch (default: all cores). On a machine shared with other jobs,
+        1 is often many times faster than oversubscribing the cores.
     """
 
     arch: str = "small_cnn"
@@ -143,6 +146,7 @@ class ClassifierTrainConfig:
     seed: int = 0
     device: str = "auto"
     patience: int | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in available_models("classification"):
@@ -401,7 +405,10 @@ def train_classifier(
     samples = data if isinstance(data, SampleSet) else load_class_folders(data, cfg.preprocessing)
     samples = samples.labelled()
     check_trainable(samples)
-    devices.use_all_cores()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    else:
+        devices.use_all_cores()
     dev = devices.resolve(cfg.device)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:

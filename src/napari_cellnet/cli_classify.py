@@ -27,6 +27,13 @@ def _say(*parts: str) -> None:
     sys.stdout.write(" ".join(parts) + "\n")
 
 
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def _model_path(value: str | None) -> str:
     if value in (None, "demo"):
         from .samples import demo_model_path
@@ -107,13 +114,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .classify_data import Preprocessing, load_class_folders, load_objects
     from .classify_training import ClassifierTrainConfig, cv_table, train_classifier
 
-    if args.threads:
-        import torch
-
-        from . import device
-
-        torch.set_num_threads(args.threads)
-        device.use_all_cores = lambda: None  # type: ignore[assignment]
     prep = Preprocessing(size=args.size, channels=args.channels, normalisation=args.normalisation,
                          crop_fraction=args.crop)
     aug = AugmentParams.preset(args.aug)
@@ -126,7 +126,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, loss=args.loss, label_smoothing=args.label_smoothing, augment=aug,
         aug_rate=args.aug_rate, balance=args.balance, folds=args.folds, holdout=args.holdout,
         val_fraction=args.val_fraction, patience=args.patience, refit=not args.no_refit, tta=args.tta,
-        seed=args.seed, device=args.device,
+        seed=args.seed, device=args.device, threads=args.threads,
     )
     if args.image or args.labels:
         if not (args.image and args.labels and args.classes):
@@ -169,6 +169,7 @@ def _add_classify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", type=int, default=1, help="average over this many flips/rotations (1-8)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     p.add_argument("--quiet", "-q", action="store_true")
 
 
@@ -178,6 +179,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     from .classify_inference import classify
     from .io import write_table
 
+    _threads(args.threads)
     model = _model_path(args.model)
     if args.image or args.labels:
         if not (args.image and args.labels) or args.folder:
@@ -215,6 +217,7 @@ def _add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictions", default=None, help="write per-image predictions (CSV) here")
     p.add_argument("--tta", type=int, default=1)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     p.add_argument("--quiet", "-q", action="store_true")
 
 
@@ -246,6 +249,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .classify_training import _jsonable
     from .io import write_table
 
+    _threads(args.threads)
     out = drain(evaluate(_model_path(args.model), args.dataset, device=args.device, tta=args.tta),
                 quiet=args.quiet)
     _say(format_report(out["report"]))
