@@ -72,11 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     from napari_cellnet import device as devices
     from napari_cellnet.classify_data import Preprocessing, load_class_folders
     from napari_cellnet.classify_training import ClassifierTrainConfig, cv_table, train_classifier
-    from napari_cellnet.jobs import TrainEvent, run_job
+    from napari_cellnet.jobs import TrainEvent
 
     if args.threads:
         torch.set_num_threads(args.threads)
-        devices.use_all_cores = lambda: None  # keep the thread count chosen here
     prep = Preprocessing(size=args.size, channels=args.channels, crop_fraction=args.crop)
     samples = load_class_folders(args.data, prep)
     mc = json.loads(args.model_config)
@@ -87,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ClassifierTrainConfig(arch=arch, model_config=mc, epochs=args.epochs, folds=args.folds,
                                     preprocessing=prep, aug_rate=args.aug_rate, lr=args.lr,
                                     batch_size=args.batch_size, tta=args.tta, seed=args.seed,
-                                    refit=args.refit)
+                                    refit=args.refit, threads=args.threads)
         t0 = time.perf_counter()
 
         def show(ev: object, t0: float = t0) -> None:
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         job = train_classifier(samples, cfg, args.out)
         if args.max_folds:
             job = _limit_folds(job, args.max_folds)
-        result = run_job(job, show)
+        result = drain(job, show)
         wall = time.perf_counter() - t0
         print(cv_table(result), flush=True)
         speed = inference_speed(arch, mc, prep.n_channels, args.size)
@@ -132,6 +131,27 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
     return 0
+
+
+def drain(job, on_event):
+    """Run a job; Ctrl-C (SIGINT) sends STOP once, so finished folds are still reported."""
+    import signal
+
+    from napari_cellnet.jobs import run_job
+
+    asked = {"stop": False}
+
+    def on_sigint(signum, frame):
+        if asked["stop"]:
+            raise KeyboardInterrupt
+        asked["stop"] = True
+        print("\nstopping after the current step (Ctrl-C again to abort)", flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return run_job(job, on_event, lambda: asked["stop"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _limit_folds(job, n):

@@ -32,7 +32,7 @@ Numpy and scikit-image only: the torch side is in :mod:`classify_training`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,8 +210,8 @@ def _dtype_max(a: np.ndarray) -> float:
     return float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else 1.0
 
 
-def prepare_images(images: Sequence[np.ndarray], prep: Preprocessing,
-                   sources: Sequence[str] | None = None) -> tuple[np.ndarray, Preprocessing]:
+def prepare_images(images: Sequence[np.ndarray], prep: Preprocessing, sources: Sequence[str] | None = None,
+                   dtype_max: float | None = None) -> tuple[np.ndarray, Preprocessing]:
     """Turn raw images of any size into network input.
 
     Parameters
@@ -220,6 +220,9 @@ def prepare_images(images: Sequence[np.ndarray], prep: Preprocessing,
     prep : Preprocessing
     sources : sequence of str, optional
         Names for error messages (file paths).
+    dtype_max : float, optional
+        Full-scale value for ``"range"`` normalisation (default: the maximum of each
+        image's integer dtype, 1.0 for floats); object crops pass their movie's.
 
     Returns
     -------
@@ -235,7 +238,7 @@ def prepare_images(images: Sequence[np.ndarray], prep: Preprocessing,
     resolved = Preprocessing(**{**prep.to_dict(), "channels": mode, "percentiles": prep.percentiles})
     out = np.zeros((len(cyx), resolved.n_channels, prep.size, prep.size), np.float32)
     for i, (a, raw) in enumerate(zip(cyx, images, strict=True)):
-        a = normalise(_convert_channels(_centre(a, prep.crop_fraction), mode), resolved, _dtype_max(np.asarray(raw)))
+        a = normalise(_convert_channels(_centre(a, prep.crop_fraction), mode), resolved, dtype_max or _dtype_max(np.asarray(raw)))
         out[i] = resize_keep_aspect(a, prep.size, pad_mode=prep.pad_mode)
     return out, resolved
 
@@ -336,7 +339,7 @@ def encode_classes(classes: Sequence[Any] | None, class_names: Sequence[str] | N
 def load_objects(
     image: np.ndarray,
     labels: np.ndarray,
-    class_table: dict[str, Sequence[Any]] | None = None,
+    class_table: Mapping[str, Sequence[Any]] | None = None,
     class_names: Sequence[str] | None = None,
     prep: Preprocessing | None = None,
     crop_size: int = 64,
@@ -394,7 +397,8 @@ def load_objects(
     if n:
         items = [c for c in crops]
         images, resolved = prepare_images(items, prep, [f"frame {f} label {v}" for f, v in
-                                                        zip(table["frame"], table["label"], strict=True)])
+                                                        zip(table["frame"], table["label"], strict=True)],
+                                          dtype_max=_dtype_max(np.asarray(image)))
     else:
         nch = 3 if prep.channels == "rgb" else 1 if prep.channels == "gray" else crops.shape[1]
         resolved = Preprocessing(**{**prep.to_dict(), "percentiles": prep.percentiles,

@@ -433,7 +433,7 @@ def train_classifier(
     n_seen = 0
     t_infer = 0.0
     n_infer = 0
-    best_fold = (-1.0, None)
+    best_fold: tuple[float, Path | None] = (-1.0, None)
     last_net = None
     for f, (tr, te) in enumerate(splits, start=1):
         train, val = _split_val(samples.subset(tr), cfg.val_fraction, cfg.seed + f)
@@ -458,8 +458,8 @@ def train_classifier(
             p = save_checkpoint(out / f"fold{f}.pt", net, cfg.arch, _net_config(cfg, samples.preprocessing.n_channels, k),
                                 "classification", _meta(cfg, samples, {"fold": f, "fold_report": _slim(rep)}))
             fold_ckpts.append(p)
-            if rep["accuracy"] > best_fold[0]:
-                best_fold = (rep["accuracy"], p)
+            if float(rep["accuracy"]) > best_fold[0]:  # type: ignore[arg-type]
+                best_fold = (float(rep["accuracy"]), p)  # type: ignore[arg-type]
         if stopped:
             break
     pooled = None
@@ -478,6 +478,8 @@ def train_classifier(
                                                      dev, None, None, history, cfg.seed)
         t_train += timing["train_seconds"]
         n_seen += int(timing["train_images"])
+        if stopped and best_fold[1] is not None:
+            refit_net = None  # a half-trained refit is worse than a finished fold model: keep the best fold
     summary.update({
         "train_seconds": t_train,
         "train_images_per_s": n_seen / t_train if t_train else float("nan"),

@@ -90,7 +90,8 @@ def resize_keep_aspect(image: np.ndarray, size: int, pad_mode: str = "edge", cva
     py, px = size - ty, size - tx
     if py or px:
         pads = ((0, 0), (py // 2, py - py // 2), (px // 2, px - px // 2))
-        out = np.pad(out, pads, mode=pad_mode, **({"constant_values": cval} if pad_mode == "constant" else {}))
+        out = np.pad(out, pads, mode=pad_mode,  # type: ignore[call-overload]
+                     **({"constant_values": cval} if pad_mode == "constant" else {}))
     return out
 
 
@@ -113,7 +114,7 @@ def _window(plane: np.ndarray, y0: int, x0: int, size: int, pad_mode: str, cval:
         raise ValueError("Crop window lies entirely outside the image.")
     pads = [(0, 0)] * (plane.ndim - 2) + [(before[0], after[0]), (before[1], after[1])]
     kwargs: dict[str, Any] = {"constant_values": cval} if pad_mode == "constant" else {}
-    return np.pad(piece, pads, mode=pad_mode, **kwargs), True
+    return np.pad(piece, pads, mode=pad_mode, **kwargs), True  # type: ignore[call-overload]
 
 
 def object_crops(
