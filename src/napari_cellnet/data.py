@@ -550,7 +550,7 @@ class PatchSampler:
         rate: int = 1,
         fg_fraction: float = 0.5,
         weight_map: bool = False,
-        class_weights: Sequence[float] | None = None,
+        class_weights: Sequence[float] | np.ndarray | None = None,
         w0: float = 10.0,
         sigma: float = 5.0,
     ) -> None:

@@ -195,7 +195,8 @@ class SegmentationLoss(nn.Module):
         """Loss of logits ``(B, C, Y, X)`` against targets ``(B, Y, X)`` (optional map ``(B, Y, X)``)."""
         loss = logits.new_zeros(())
         if self.kind in ("ce", "ce+dice"):
-            loss = loss + weighted_cross_entropy(logits, target, self.class_weights, weight_map)
+            cw: torch.Tensor | None = self.class_weights  # type: ignore[assignment]
+            loss = loss + weighted_cross_entropy(logits, target, cw, weight_map)
         if self.kind in ("dice", "ce+dice"):
             loss = loss + self.dice_weight * soft_dice_loss(logits, target)
         return loss

@@ -382,17 +382,19 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
 
 
 def _forward_full(net: torch.nn.Module, windows: Sequence[np.ndarray], device: torch.device) -> list[np.ndarray]:
-    """Softmax probabilities ``(classes, Y, X)`` of whole frames (padded to the size divisor)."""
-    div = int(getattr(net, "size_divisor", 1))
-    out = []
+    """Softmax probabilities ``(classes, Y, X)`` of whole frames, exactly as inference computes them."""
+    from .inference import predict_windows
+
     net.eval()
-    with torch.no_grad():
-        for w in windows:
-            padded, _ = pre.pad_to_multiple(w, div)
-            x = torch.from_numpy(np.ascontiguousarray(padded)[None]).to(device)
-            prob = net(x).softmax(dim=1)[0, :, : w.shape[1], : w.shape[2]]
-            out.append(prob.cpu().numpy())
-    return out
+    out: list[np.ndarray | None] = [None] * len(windows)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, w in enumerate(windows):
+        groups.setdefault(tuple(w.shape), []).append(i)
+    for idx in groups.values():
+        prob = predict_windows(net, np.stack([windows[i] for i in idx]), device, batch=2, amp=None)
+        for i, p in zip(idx, prob, strict=True):
+            out[i] = np.asarray(p)
+    return out  # type: ignore[return-value]
 
 
 def _validate(net: torch.nn.Module, val: Sequence[FrameSample], device: torch.device, params: TrainSegParams,
@@ -593,7 +595,7 @@ def _train(
                             warmup_epochs=params.warmup_epochs)
     sampler = PatchSampler(train, params.patch_size, params.classes, params.augment_params(), params.aug_rate,
                            params.fg_fraction, params.weight_map,
-                           class_weights=weights if weights is not None else None, w0=params.w0, sigma=params.sigma)
+                           class_weights=weights, w0=params.w0, sigma=params.sigma)
     steps = math.ceil(len(sampler) / params.batch_size)
 
     history: list[dict[str, Any]] = []

@@ -1,0 +1,171 @@
+"""Segmentation training benchmark: speed of a training step and quality reached on C2C12.
+
+Prints two markdown tables (pasted into ``docs/performance.md``):
+
+1. **Throughput** of the default ("light") preset: optimisation steps/s and patches/s
+   (median of ``--repeats`` timed runs of ``--steps`` steps after a warm-up), for the
+   network step alone and with patch preparation (crop, augmentation, targets) included,
+   on the CPU with 1 thread and with every core, and on CUDA when a GPU is present.
+2. **Quality** on the bundled C2C12 movie (10 frames, 234x234, labels on every frame):
+   train on frames 0,2,4,6,8; the odd frames 1,3,5,7,9 are never a training target but
+   still feed the windows as neighbours. The best checkpoint (by validation SEG on the odd
+   frames) is then run through :func:`napari_cellnet.inference.segment` on the whole movie
+   and scored on the odd frames with CTC SEG, pixel F1 and AP@0.5 -- window 1 vs window 5,
+   with the wall time of each training run.
+
+Run::
+
+    nice -n 5 python benchmarks/bench_train.py --out /tmp/bench_train   # ~10 min on 2 CPU cores
+    python benchmarks/bench_train.py --quick                            # smoke run, 1 minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_cellnet import __version__
+from napari_cellnet.data import PatchSampler, as_movie_list, extract_windows
+from napari_cellnet.device import describe
+from napari_cellnet.inference import segment
+from napari_cellnet.jobs import run_job
+from napari_cellnet.losses import SegmentationLoss
+from napari_cellnet.metrics import segmentation_report
+from napari_cellnet.models import build_model
+from napari_cellnet.optim import build_optimizer
+from napari_cellnet.training import TrainSegParams, train_segmentation
+
+TRAIN, VAL = [0, 2, 4, 6, 8], [1, 3, 5, 7, 9]
+
+
+def load_c2c12() -> tuple[np.ndarray, np.ndarray]:
+    """The C2C12 movie from the package, or the shared raw copy in a source checkout."""
+    try:
+        from napari_cellnet.samples import c2c12
+
+        return c2c12()
+    except (ImportError, FileNotFoundError, ValueError):
+        import tifffile
+
+        root = Path("/work/shared/data/c2c12_phase_timelapse_small")
+        return tifffile.imread(root / "images.tif"), tifffile.imread(root / "labels.tif")
+
+
+def throughput(device: torch.device, threads: int, steps: int, repeats: int, batch: int, patch: int,
+               window: int = 5) -> dict[str, float]:
+    """Median steps/s of the light preset: network step only, and with patch preparation."""
+    torch.set_num_threads(threads)
+    img, lab = load_c2c12()
+    imgs, labs = as_movie_list(img, lab)
+    samples, _ = extract_windows(imgs, labs, [(0, t) for t in TRAIN], window)
+    params = TrainSegParams(window=window, patch_size=patch, batch_size=batch)
+    sampler = PatchSampler(samples, patch, 3, params.augment_params(), rate=10)
+    torch.manual_seed(0)
+    net = build_model("temporal_unet", window=window, in_channels=1, classes=3, preset="light").to(device)
+    opt = build_optimizer("adamw", net.parameters(), 2e-3, 1e-4)
+    loss_fn = SegmentationLoss("ce+dice", class_weights=[1.0, 2.0, 2.0]).to(device)
+    plan = sampler.plan(0, 0)
+
+    def one(i: int, with_data: bool, fixed: tuple) -> None:
+        if with_data:
+            x, y, _ = sampler.batch(plan[(i * batch) % len(plan):(i * batch) % len(plan) + batch])
+        else:
+            x, y = fixed
+        xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(xt), yt)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    x0, y0, _ = sampler.batch(plan[:batch])
+    out = {}
+    net.train()
+    for with_data in (False, True):
+        for i in range(3):
+            one(i, with_data, (x0, y0))
+        rates = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for i in range(steps):
+                one(i, with_data, (x0, y0))
+            rates.append(steps / (time.perf_counter() - t0))
+        key = "with_data" if with_data else "net_only"
+        out[key] = statistics.median(rates)
+    return out
+
+
+def quality(window: int, epochs: int, aug_rate: int, threads: int, out: Path, device: str) -> dict[str, float]:
+    """Train on the even frames, score the best model's inference on the odd frames."""
+    img, lab = load_c2c12()
+    params = TrainSegParams(window=window, frames=TRAIN, val_frames=VAL, epochs=epochs, aug_rate=aug_rate,
+                            threads=threads, device=device)
+    t0 = time.perf_counter()
+    res = run_job(train_segmentation(img, lab, params, out / f"window{window}", overwrite=True))
+    wall = time.perf_counter() - t0
+    seg = run_job(segment(img, res.best_path, device=device, threads=threads))
+    rep = segmentation_report(seg.labels[VAL], lab[VAL].astype(np.int32))
+    return {"window": window, "epochs": res.epochs_done, "best_epoch": res.best["epoch"],
+            "val_seg": res.best["value"], "seg": rep["seg"], "f1": rep["f1"], "ap": rep["ap"],
+            "precision": rep["precision"], "recall": rep["recall"], "wall_s": wall,
+            "steps": res.epochs_done * int(np.ceil(len(TRAIN) * 4 * aug_rate / params.batch_size))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="/tmp/bench_train", help="folder for the trained checkpoints")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--aug-rate", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads for the quality runs (1 is fastest when the cores are shared)")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="3 epochs, 3 steps: a smoke run")
+    ap.add_argument("--skip-quality", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.epochs, args.steps, args.repeats = 3, 3, 1
+    out = Path(args.out)
+    cores = len(__import__("os").sched_getaffinity(0))
+    print(f"napari-cellnet {__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{cores} CPU core(s); {describe('cpu').description}")
+    if torch.cuda.is_available():
+        print(f"GPU: {describe('cuda').description}")
+
+    batch, patch = TrainSegParams().batch_size, TrainSegParams().patch_size
+    print(f"\n### Training throughput, light preset, window 5, batch {batch} x {patch}x{patch} patches "
+          f"(median of {args.repeats} x {args.steps} steps)\n")
+    print("| device | threads | steps/s (network) | patches/s (network) | steps/s (with patch prep.) "
+          "| patches/s (with patch prep.) |")
+    print("|---|---|---|---|---|---|")
+    configs = [(torch.device("cpu"), 1)] + ([(torch.device("cpu"), cores)] if cores > 1 else [])
+    if torch.cuda.is_available():
+        configs.append((torch.device("cuda"), cores))
+    for dev, thr in configs:
+        r = throughput(dev, thr, args.steps, args.repeats, batch, patch)
+        print(f"| {dev.type} | {thr} | {r['net_only']:.2f} | {r['net_only'] * batch:.1f} | {r['with_data']:.2f} "
+              f"| {r['with_data'] * batch:.1f} |", flush=True)
+
+    if args.skip_quality:
+        return
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"\n### C2C12: train on frames {TRAIN}, score on {VAL} ({args.epochs} epochs, aug rate "
+          f"{args.aug_rate}x, {args.threads} thread(s), {device})\n")
+    print("| window | epochs | best epoch | SEG (odd frames) | pixel F1 | AP@0.5 | precision | recall | "
+          "training wall time |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for window in (1, 5):
+        q = quality(window, args.epochs, args.aug_rate, args.threads, out, device)
+        print(f"| {window} | {q['epochs']} | {q['best_epoch']} | {q['seg']:.3f} | {q['f1']:.3f} | {q['ap']:.3f} "
+              f"| {q['precision']:.3f} | {q['recall']:.3f} | {q['wall_s'] / 60:.1f} min |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
