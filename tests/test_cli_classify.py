@@ -163,3 +163,19 @@ def test_bad_input_messages(gallery, trained, tmp_path, capsys):
     assert "Give a FOLDER" in capsys.readouterr().err
     assert main(["classify", str(gallery), "--model", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "p.csv")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_train_on_image_stack_with_class_csv(tmp_path, capsys):
+    from napari_cellnet.io import write_table
+
+    rng = np.random.default_rng(3)
+    stack = np.stack([_disk_or_ring(rng, i % 2 == 1) for i in range(8)])
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    write_table(tmp_path / "cls.csv", {"class": ["blob", "ring"] * 4})
+    assert main(["train-cls", str(tmp_path / "stack.tif"), "--classes", str(tmp_path / "cls.csv"),
+                 "--folds", "0", "-o", str(tmp_path / "sm"), *TRAIN, "--epochs", "1"]) == 0
+    from napari_cellnet.classify_inference import load_classifier
+
+    assert load_classifier(tmp_path / "sm" / "model.pt").meta["class_names"] == ["blob", "ring"]
+    assert main(["train-cls", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "x"), *TRAIN]) == 2
+    assert "give --classes" in capsys.readouterr().err

@@ -63,10 +63,12 @@ def _read_movie(image: str, labels: str, axes: str | None) -> tuple[np.ndarray, 
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", nargs="?", help="class-folder dataset: DATASET/<class>/*.png|tif|bmp|jpg")
+    p.add_argument("dataset", nargs="?", help="class-folder dataset (DATASET/<class>/*.png|tif|bmp|jpg), "
+                   "or a TIFF stack of single-cell images with --classes")
     p.add_argument("--image", help="instead of DATASET: an image or movie whose objects are classified")
     p.add_argument("--labels", help="the Labels movie of --image (instance IDs)")
-    p.add_argument("--classes", help="CSV with columns frame,label,class: the annotated objects of --labels")
+    p.add_argument("--classes", help="CSV frame,label,class of the annotated objects of --labels; "
+                   "for a stack DATASET: a 'class' column, one row per image (optional 'index')")
     p.add_argument("--axes", default=None, help="axes of --image, e.g. TYX, TYXC (default: from the file)")
     p.add_argument("--crop-size", type=int, default=64, help="crop window around each object (pixels, default 64)")
     p.add_argument("--no-mask-neighbours", action="store_true", help="keep neighbouring objects in object crops")
@@ -139,6 +141,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         table = read_table(args.classes)
         samples = load_objects(movie, labels, table, prep=prep, crop_size=args.crop_size,
                                mask_neighbours=not args.no_mask_neighbours)
+    elif args.dataset and Path(args.dataset).is_file():
+        samples = _stack_samples(args.dataset, args.classes, prep)
     elif args.dataset:
         samples = load_class_folders(args.dataset, prep)
     else:
@@ -151,6 +155,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if result.checkpoint is not None:
         _say(f"model: {result.checkpoint}")
     return 0
+
+
+def _stack_samples(path: str, classes: str | None, prep: Any) -> Any:
+    """A TIFF stack of single-cell images (N, Y, X[, 3]) with a CSV of one class per image."""
+    from .classify_data import load_image_stack
+    from .io import read_stack, read_table
+
+    if not classes:
+        raise ValueError(f"{Path(path).name} is an image stack: give --classes CSV with a 'class' column "
+                         "(one row per image, in stack order, or with an 'index' column).")
+    stack = np.asarray(read_stack(path).data)
+    table = read_table(classes)
+    if "class" not in table:
+        raise ValueError(f"{classes} needs a 'class' column (it has {list(table)}).")
+    n = stack.shape[0]
+    per_image: list[Any] = [None] * n
+    index = table.get("index", list(range(len(table["class"]))))
+    for i, c in zip(index, table["class"], strict=True):
+        if not 0 <= int(i) < n:
+            raise ValueError(f"{classes} names image {i}, but the stack has {n} images (0..{n - 1}).")
+        per_image[int(i)] = str(c)
+    return load_image_stack(stack, per_image, None, prep)
 
 
 # ---------------------------------------------------------------------------
