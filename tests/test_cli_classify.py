@@ -138,6 +138,10 @@ def test_train_on_objects_with_class_table(tmp_path, capsys):
                  "--classes", str(tmp_path / "classes.csv"), "--crop-size", "24", "--folds", "2",
                  "--no-refit", "-o", str(tmp_path / "om"), *TRAIN, "--epochs", "2"]) == 0
     assert "pooled   12" in capsys.readouterr().out
+    from napari_cellnet.classify_inference import load_classifier
+
+    meta = load_classifier(tmp_path / "om" / "model.pt").meta
+    assert meta["crop_size"] == 24 and meta["mask_neighbours"] is True and meta["source"] == "objects"
     rows["label"][0] = 7
     write_table(tmp_path / "bad.csv", rows)
     assert main(["train-cls", "--image", str(tmp_path / "m.tif"), "--labels", str(tmp_path / "l.tif"),

@@ -121,6 +121,10 @@ class SampleSet:
         ``frame``, ``label``, centroid and bbox columns for Labels-layer objects.
     preprocessing : Preprocessing
         Resolved preprocessing (``channels`` is ``"rgb"`` or ``"gray"``).
+    meta : dict
+        How the samples were made, copied into checkpoints (objects: ``crop_size``,
+        ``mask_neighbours``, ``mask_background``, ``pad_mode``), so prediction cuts crops
+        the same way.
     """
 
     images: np.ndarray
@@ -128,6 +132,7 @@ class SampleSet:
     class_names: list[str]
     sources: dict[str, np.ndarray] = field(default_factory=dict)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -135,7 +140,7 @@ class SampleSet:
     def subset(self, idx: np.ndarray) -> SampleSet:
         """The samples at ``idx`` (same classes and preprocessing)."""
         return SampleSet(self.images[idx], self.labels[idx], list(self.class_names),
-                         {k: v[idx] for k, v in self.sources.items()}, self.preprocessing)
+                         {k: v[idx] for k, v in self.sources.items()}, self.preprocessing, dict(self.meta))
 
     def labelled(self) -> SampleSet:
         """Only the samples that have a class."""
@@ -404,7 +409,9 @@ def load_objects(
         resolved = Preprocessing(**{**prep.to_dict(), "percentiles": prep.percentiles,
                                     "channels": "rgb" if nch == 3 else "gray"})
         images = np.zeros((0, nch, prep.size, prep.size), np.float32)
-    return SampleSet(images, targets, names, dict(table), resolved)
+    meta = {"source": "objects", "crop_size": crop_size, "mask_neighbours": mask_neighbours,
+            "mask_background": mask_background, "pad_mode": pad_mode}
+    return SampleSet(images, targets, names, dict(table), resolved, meta)
 
 
 # --------------------------------------------------------------------------- imbalance + batches

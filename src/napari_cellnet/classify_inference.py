@@ -167,6 +167,11 @@ def classify(
 ) -> Generator[Progress, Any, dict[str, Any]]:
     """Classify a gallery folder, an image stack, or the objects of a Labels layer.
 
+    Object crops are cut as the model's training crops were (``crop_size``, masking and
+    padding from the checkpoint; a gallery-trained model uses crops of its input size
+    unless ``crop_size`` is given: choose a window about as large, relative to the cell, as
+    the gallery images were).
+
     Give exactly one of ``folder`` (images in it and in its sub-folders; sub-folder names
     are kept as ``true_class`` when they match the model's classes), ``stack``
     (``(N, Y, X[, 3])``) or ``image`` + ``labels`` (a movie and its Labels layer).
@@ -190,7 +195,9 @@ def classify(
     else:
         crop = int(crop_size or ckpt.meta.get("crop_size", prep.size))
         mask = bool(ckpt.meta.get("mask_neighbours", True) if mask_neighbours is None else mask_neighbours)
-        samples = load_objects(image, labels, None, names, prep, crop_size=crop, mask_neighbours=mask)  # type: ignore[arg-type]
+        samples = load_objects(image, labels, None, names, prep, crop_size=crop,  # type: ignore[arg-type]
+                               mask_neighbours=mask, mask_background=bool(ckpt.meta.get("mask_background", False)),
+                               pad_mode=str(ckpt.meta.get("pad_mode", "constant")))
     if samples.images.shape[1] != prep.n_channels:
         raise ValueError(f"The model expects {prep.n_channels}-channel input but got {samples.images.shape[1]}.")
     dev = devices.resolve(device)

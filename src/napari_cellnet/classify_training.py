@@ -246,6 +246,7 @@ def _meta(cfg: ClassifierTrainConfig, samples: SampleSet, extra: dict[str, Any])
         "augment": cfg.augment.to_dict(),
         "train_config": json.loads(json.dumps(cfg.to_dict(), default=str)),
         "package_version": __version__,
+        **samples.meta,
         **extra,
     }
 
