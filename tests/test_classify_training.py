@@ -55,6 +55,10 @@ def test_loss_falls_and_kfold_bookkeeping(tmp_path):
     # every sample is scored exactly once, by the fold that did not train on it
     assert sorted(result.oof["index"].tolist()) == list(range(len(samples)))
     assert len(result.folds) == 2 and result.pooled["n"] == 40
+    # stratified: each test fold holds 10 of each class
+    for f in (1, 2):
+        counts = np.bincount(result.oof["y_true"][result.oof["fold"] == f], minlength=2)
+        assert counts.tolist() == [10, 10]
     assert result.summary["accuracy"]["mean"] >= 0.9  # the toy problem is easy
     assert sum(isinstance(e, TrainEvent) and e.kind == "epoch" for e in events) == 12
     for name in ("fold1.pt", "fold2.pt", "model.pt", "report.json", "history.csv", "oof_predictions.csv"):
