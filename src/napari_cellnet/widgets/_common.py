@@ -73,8 +73,8 @@ def resolve_model(choice: str, file: Any, task: str) -> Path:
     if choice == DEMO:
         return samples.demo_model_path(task)
     if choice == FILE:
-        path = Path(str(file or "")).expanduser()
-        if not str(file or "").strip() or str(path) in (".", ""):
+        path = Path(str(file or "").strip()).expanduser()
+        if not str(file or "").strip():
             raise ValueError("Choose a checkpoint file (.pt) or pick the bundled demo model.")
         if not path.is_file():
             raise FileNotFoundError(f"Model file not found: {path}. Choose an existing .pt checkpoint.")

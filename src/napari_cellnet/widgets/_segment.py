@@ -16,7 +16,6 @@ changing the threshold or minimum size re-labels the kept probability map (no ne
 
 from __future__ import annotations
 
-import pathlib
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ BACKGROUND = (FROM_MODEL, "on", "off")
 
 def segment_parameters(
     model: str = common.DEMO,
-    checkpoint: pathlib.Path = Path(""),
+    checkpoint: str = "",
     edge: str = FROM_MODEL,
     background: str = FROM_MODEL,
     device: str = "auto",
@@ -79,7 +78,8 @@ def segment_parameters(
 
 PARAM_OPTIONS: dict[str, Any] = {
     "model": {"widget_type": "ComboBox", "choices": common.model_choices("segmentation"), "label": "model"},
-    "checkpoint": {"widget_type": "FileEdit", "mode": "r", "filter": "*.pt", "label": "checkpoint file"},
+    # text, not a FileEdit: FileEdit turns an empty value into the current folder
+    "checkpoint": {"label": "checkpoint file", "tooltip": "A .pt segmentation model (use Browse…)"},
     "edge": {"choices": EDGES, "label": "edge policy"},
     "background": {"choices": BACKGROUND, "label": "background subtraction"},
     "device": {"widget_type": "ComboBox", "choices": common.device_choices},
@@ -199,6 +199,7 @@ class SegmentWidget(Container):
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.defaults_button = PushButton(text="Restore defaults")
+        self.browse_button = PushButton(text="Browse for a checkpoint…")
         self.status = common.note("")
         buttons = Container(widgets=[self.run_button, self.stop_button, self.defaults_button], layout="horizontal",
                             labels=False)
@@ -206,7 +207,7 @@ class SegmentWidget(Container):
         inputs = Container(widgets=[self.image, self.axes], labels=True)
         inputs.margins = (0, 0, 0, 0)
         self.params.margins = (0, 0, 0, 0)
-        self.extend([inputs, self.axes_note, self.params, self.model_note, self.device_note, buttons, self.status])
+        self.extend([inputs, self.axes_note, self.params, self.browse_button, self.model_note, self.device_note, buttons, self.status])
 
         self.runner = JobRunner("Segment", self._show_result, on_state=self._set_running)
         self.image.changed.connect(self._on_image)
@@ -219,6 +220,7 @@ class SegmentWidget(Container):
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.runner.stop)
         self.defaults_button.changed.connect(self.restore_defaults)
+        self.browse_button.changed.connect(self._browse)
         common.MODELS.added.connect(self._on_model_added)
         self.native.destroyed.connect(self._on_destroyed)
 
@@ -229,7 +231,7 @@ class SegmentWidget(Container):
         self._relabel_worker: Any = None
         self._probe_worker: Any = None
 
-        self.params.checkpoint.visible = self.params.model.value == common.FILE
+        self._show_checkpoint_field()
         self._on_image()
         self._start_probe(apply_model_defaults=False)
 
@@ -266,9 +268,21 @@ class SegmentWidget(Container):
         self.run_button.enabled = why is None and not self.runner.running
         return why is None
 
+    def _show_checkpoint_field(self) -> None:
+        own_file = self.params.model.value == common.FILE
+        self.params.checkpoint.visible = own_file
+        self.browse_button.visible = own_file
+
     def _on_model(self, value: Any = None) -> None:
-        self.params.checkpoint.visible = self.params.model.value == common.FILE
+        self._show_checkpoint_field()
         self._start_probe(apply_model_defaults=True)
+
+    def _browse(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self.native, "Segmentation model", "", "napari-cellnet model (*.pt)")
+        if path:
+            self.params.checkpoint.value = path
 
     def _on_model_added(self, task: str, path: str) -> None:
         if task != "segmentation" or self._closed:
