@@ -80,3 +80,34 @@ def error_messages(seen) -> list[str]:
 def errors(notifications):
     """``errors()``: messages of the error notifications shown so far in this test."""
     return lambda: error_messages(notifications)
+
+
+def _classifier(path: Path, channels: str, class_names: list[str]) -> Path:
+    import torch
+
+    from napari_cellnet.classify_data import Preprocessing
+    from napari_cellnet.models import build_model
+    from napari_cellnet.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    n_ch = 3 if channels == "rgb" else 1
+    config = {"in_channels": n_ch, "n_classes": len(class_names), "width": 8, "blocks": 2}
+    net = build_model("small_cnn", **config)
+    prep = Preprocessing(size=32, channels=channels)
+    meta = {"class_names": class_names, "input_size": 32, "in_channels": n_ch, "preprocessing": prep.to_dict(),
+            "crop_size": 32, "mask_neighbours": True}
+    save_checkpoint(path, net, "small_cnn", config, "classification", meta)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gray_classifier(tmp_path_factory) -> Path:
+    """A grayscale 2-class small CNN (seeded random weights) for objects of the C2C12 movie."""
+    return _classifier(tmp_path_factory.mktemp("cls") / "gray.pt", "gray", ["round", "elongated"])
+
+
+@pytest.fixture(scope="session")
+def rgb_classifier(tmp_path_factory) -> Path:
+    """An RGB 4-class small CNN (seeded random weights) with the HuSHeM class names."""
+    return _classifier(tmp_path_factory.mktemp("cls") / "rgb.pt", "rgb",
+                       ["01_Normal", "02_Tapered", "03_Pyriform", "04_Amorphous"])

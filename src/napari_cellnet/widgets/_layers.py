@@ -112,6 +112,8 @@ def add_or_update(
     layer = find_output(viewer, output_of, source_name)
     if kind == "tracks":
         ndim = np.asarray(data).shape[1] - 1 if np.asarray(data).ndim == 2 else 3
+    elif kind in ("points", "vectors"):
+        ndim = np.asarray(data).shape[-1]
     else:
         ndim = np.asarray(data).ndim if not hasattr(data, "ndim") else int(data.ndim)
     geo = geometry_of(source, ndim)
