@@ -46,7 +46,8 @@ def _add_segment_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--tile", type=int, default=1024, help="tile size in pixels; 0 = whole frames (default 1024)")
     p.add_argument("--overlap", type=int, default=None, help="tile overlap (default: covers the receptive field)")
-    p.add_argument("--batch", type=int, default=4, help="frames or tiles per forward pass (default 4)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="frames or tiles per forward pass (default 4 on a GPU, 1 on the CPU)")
     p.add_argument("--threshold", type=float, default=None, help="foreground probability threshold (default: model's)")
     p.add_argument("--min-size", type=int, default=None, help="smallest object in pixels (default: model's)")
     p.add_argument("--split", choices=["auto", "boundary", "distance", "none"], default="auto",

@@ -302,7 +302,9 @@ class _MovieFrames:
         return self.shape[0]
 
     def __getitem__(self, t: int) -> np.ndarray:
-        frame = np.asarray(self.view[int(t)])
+        item = self.view[int(t)]
+        # dask: read in this thread (a thread pool per frame costs memory and time)
+        frame = np.asarray(item.compute(scheduler="synchronous") if hasattr(item, "compute") else item)
         if self.channel is not None:
             frame = frame[self.channel:self.channel + 1]
         return frame
@@ -387,7 +389,7 @@ def segment(
     device: str | Any = "auto",
     tile: int | None = DEFAULT_TILE,
     overlap: int | None = None,
-    batch: int = 4,
+    batch: int | None = None,
     threshold: float | None = None,
     min_size: int | None = None,
     edge: str | None = None,
@@ -420,8 +422,10 @@ def segment(
     overlap : int, optional
         Tile overlap; the default covers the network's receptive field so tiles blend
         into exactly the untiled result.
-    batch : int
+    batch : int, optional
         Frames (or tiles) per forward pass; halved automatically on CUDA out-of-memory.
+        Default 4 on a GPU, 1 on the CPU (a 1024^2 frame already keeps every core busy,
+        and each extra frame in a batch costs ~90 MB of activations).
     threshold, min_size : optional
         Foreground threshold and smallest object (pixels); default from the checkpoint
         (``meta["threshold"]``, ``meta["min_size"]``) or 0.5 and 30.
@@ -481,11 +485,12 @@ def segment(
     min_size = int(meta.get("min_size", 30)) if min_size is None else int(min_size)
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold}.")
-    if int(batch) < 1:
+    if batch is not None and int(batch) < 1:
         raise ValueError(f"batch must be >= 1, got {batch}.")
     if tile is not None and int(tile) < 32:
         raise ValueError(f"tile must be at least 32 pixels (or None for whole frames), got {tile}.")
     dev = devices.resolve(device) if not isinstance(device, torch.device) else device
+    batch = int(batch) if batch is not None else (1 if dev.type == "cpu" else 4)
     if threads is not None:
         if int(threads) < 1:
             raise ValueError(f"threads must be >= 1, got {threads}.")
