@@ -16,8 +16,6 @@ from napari_cellnet.jobs import STOP, Progress, TrainEvent, run_job
 from napari_cellnet.models.checkpoint import load_checkpoint
 from napari_cellnet.training import TrainSegParams, train_segmentation
 
-C2C12 = "/work/shared/data/c2c12_phase_timelapse_small"
-
 
 def _movie(T=6, Y=64, X=64, annotated=(0, 2, 4), seed=0):
     """Bright disks drifting one pixel per frame on a noisy background; labels on some frames."""
@@ -100,9 +98,10 @@ def test_loss_falls_and_checkpoint_round_trips(tmp_path):
 
 
 def test_real_crop_loss_falls(tmp_path):
-    tifffile = pytest.importorskip("tifffile")
-    img = tifffile.imread(f"{C2C12}/images.tif")[:5, 20:84, 110:174]
-    lab = tifffile.imread(f"{C2C12}/labels.tif")[:5, 20:84, 110:174]
+    from napari_cellnet.samples import c2c12
+
+    images, labels = c2c12()  # the copy shipped in the package
+    img, lab = images[:5, 20:84, 110:174], labels[:5, 20:84, 110:174]
     assert [len(np.unique(f)) - 1 for f in lab[[0, 2, 4]]] == [3, 3, 3]  # three real cells per frame
     params = _params(epochs=4, val_frames=[], frames=[0, 2, 4], patch_size=64, aug_rate=2, augment="none",
                      loss="ce")
