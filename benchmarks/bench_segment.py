@@ -169,7 +169,7 @@ def bench_whole_path(ckpt: Path, movie: Path, T: int, threads: int | None) -> di
     with tempfile.TemporaryDirectory() as d:
         writer = _StreamTiff(Path(d) / "labels.tif", np.uint32, px)
         t = time.perf_counter()
-        res = run_job(segment(data, ckpt, axes=axes, device="cpu", batch=4, keep=False, threads=threads,
+        res = run_job(segment(data, ckpt, axes=axes, device="cpu", keep=False, threads=threads,
                               on_frame=lambda t_, p, lab: writer.write(lab)))
         wall = time.perf_counter() - t
         writer.commit()

@@ -237,20 +237,24 @@ def predict_windows(
     amp : {"auto", "bf16", "fp16", None}
         Mixed precision on CUDA ("auto": bf16 where supported, else fp16); ignored on CPU.
     channels_last : bool, optional
-        Default: on for CUDA, off for CPU (measured slower on CPU, see docs/performance.md).
+        Default on for CUDA and the CPU (measured faster on both, see docs/performance.md).
 
     Returns
     -------
     ndarray, float32, shape (B, classes, Y, X)
     """
     dev = devices.resolve(device) if isinstance(device, str) else device
+    use_cl = _channels_last(channels_last, dev, net)
     job = _predict_iter(net, windows, dev, tile, overlap, max(1, int(batch)), _amp_dtype(amp, dev),
-                        _channels_last(channels_last, dev, net), {"batch": max(1, int(batch))})
+                        use_cl, {"batch": max(1, int(batch))})
     try:
         while True:
             next(job)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+    finally:
+        if use_cl:  # leave the caller's network (e.g. one being trained) as it was
+            net.to(memory_format=torch.contiguous_format)
 
 
 def _amp_dtype(amp: str | None, dev: torch.device) -> torch.dtype | None:
@@ -265,7 +269,8 @@ def _amp_dtype(amp: str | None, dev: torch.device) -> torch.dtype | None:
 
 
 def _channels_last(flag: bool | None, dev: torch.device, net: Any) -> bool:
-    use = dev.type == "cuda" if flag is None else bool(flag)
+    # channels_last is faster for oneDNN on the CPU too (1.3-2x in benchmarks/bench_segment.py)
+    use = dev.type in ("cuda", "cpu") if flag is None else bool(flag)
     if use:
         net.to(memory_format=torch.channels_last)
     return use
@@ -442,7 +447,7 @@ def segment(
     amp : {"auto", "bf16", "fp16", None}
         Mixed precision on CUDA.
     channels_last : bool, optional
-        Memory format; default on for CUDA only.
+        Memory format; default on for CUDA and the CPU.
     keep : bool
         Keep ``(T, Y, X)`` labels (and probabilities) in the result. The CLI sets False
         and writes frames through ``on_frame`` so memory does not grow with T.
