@@ -118,6 +118,40 @@ def quality(window: int, epochs: int, aug_rate: int, threads: int, out: Path, de
             "steps": res.epochs_done * int(np.ceil(len(TRAIN) * 4 * aug_rate / params.batch_size))}
 
 
+def memory(out: Path, T: int = 100, size: int = 1024, annotated: tuple[int, ...] = (10, 40, 70, 95),
+           window: int = 5) -> dict[str, float]:
+    """Bytes kept and peak allocation when preparing a large lazily-read movie."""
+    import tracemalloc
+
+    import tifffile
+
+    from napari_cellnet.data import split_frames
+    from napari_cellnet.io import read_stack
+
+    out.mkdir(parents=True, exist_ok=True)
+    img_path, lab_path = out / "big_movie.tif", out / "big_labels.tif"
+    rng = np.random.default_rng(0)
+    with tifffile.TiffWriter(img_path, bigtiff=True) as tw:
+        for _ in range(T):
+            tw.write(rng.integers(0, 255, (size, size), dtype=np.uint8), contiguous=True)
+    lab = np.zeros((T, size, size), np.uint16)
+    for t in annotated:
+        lab[t, 100:140, 100:150] = 1
+    tifffile.imwrite(lab_path, lab, bigtiff=True)
+    del lab
+    images = read_stack(img_path, axes="TYX", lazy=True).data
+    labels = read_stack(lab_path, axes="TYX", lazy=True).data
+    tracemalloc.start()
+    imgs, labs = as_movie_list(images, labels)
+    refs, _, _ = split_frames(labs, val_frames=[])
+    samples, _ = extract_windows(imgs, labs, refs, window)
+    kept = sum(s.window.nbytes + s.labels.nbytes for s in samples)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"movie_mb": T * size * size / 1e6, "movie_f32_mb": T * size * size * 4 / 1e6, "kept_mb": kept / 1e6,
+            "peak_mb": peak / 1e6, "frames": len(refs)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="/tmp/bench_train", help="folder for the trained checkpoints")
@@ -129,6 +163,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="3 epochs, 3 steps: a smoke run")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--memory-only", action="store_true", help="only the large-movie memory check")
     args = ap.parse_args()
     if args.quick:
         args.epochs, args.steps, args.repeats = 3, 3, 1
@@ -138,6 +173,15 @@ def main() -> None:
           f"{cores} CPU core(s); {describe('cpu').description}")
     if torch.cuda.is_available():
         print(f"GPU: {describe('cuda').description}")
+
+    m = memory(out / "memory")
+    print(f"\n### Memory: {m['frames']} annotated frames of a lazily read 100 x 1024 x 1024 uint8 movie, window 5\n")
+    print("| movie on disk | movie as float32 | kept (windows + labels) | peak allocation while preparing |")
+    print("|---|---|---|---|")
+    print(f"| {m['movie_mb']:.0f} MB | {m['movie_f32_mb']:.0f} MB | {m['kept_mb']:.0f} MB | {m['peak_mb']:.0f} MB |",
+          flush=True)
+    if args.memory_only:
+        return
 
     batch, patch = TrainSegParams().batch_size, TrainSegParams().patch_size
     print(f"\n### Training throughput, light preset, window 5, batch {batch} x {patch}x{patch} patches "
