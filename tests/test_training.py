@@ -115,7 +115,13 @@ def test_real_crop_loss_falls(tmp_path):
 
 def test_same_seed_same_run_on_cpu(tmp_path):
     img, lab = _movie()
-    a = _steps(_drain(train_segmentation(img, lab, _params(), tmp_path / "a"))[0])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        a = _steps(_drain(train_segmentation(img, lab, _params(), tmp_path / "a"))[0])
+        assert torch.get_num_threads() == 2  # params.threads=1 does not outlive the run
+    finally:
+        torch.set_num_threads(before)
     b = _steps(_drain(train_segmentation(img, lab, _params(), tmp_path / "b"))[0])
     c = _steps(_drain(train_segmentation(img, lab, _params(seed=1), tmp_path / "c"))[0])
     assert a == b
