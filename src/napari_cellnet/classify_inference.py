@@ -87,15 +87,23 @@ def predict_proba(net: torch.nn.Module, images: np.ndarray, device: Any = "cpu",
     n = images.shape[0]
     out: np.ndarray | None = None
     total = max(1, -(-n // batch_size))
-    for b, start in enumerate(range(0, n, batch_size)):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(dev)
-        probs = torch.stack([torch.softmax(net(v), dim=1) for v in _tta_views(x, tta)]).mean(0)
-        p = probs.float().cpu().numpy()
-        if out is None:
-            out = np.full((n, p.shape[1]), np.nan, np.float32)
-        out[start:start + len(p)] = p
-        if (yield Progress("batch", b + 1, total, f"batch {b + 1} of {total}")) == STOP:
-            break
+    # channels-last convolutions are about 2x faster on the CPU (measured on the small CNN);
+    # the network is put back in the default format afterwards for the caller's training.
+    fmt = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
+    net.to(memory_format=fmt)  # type: ignore[call-overload]
+    try:
+        for b, start in enumerate(range(0, n, batch_size)):
+            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(dev)
+            views = [v.contiguous(memory_format=fmt) for v in _tta_views(x, tta)]
+            probs = torch.stack([torch.softmax(net(v), dim=1) for v in views]).mean(0)
+            p = probs.float().cpu().numpy()
+            if out is None:
+                out = np.full((n, p.shape[1]), np.nan, np.float32)
+            out[start:start + len(p)] = p
+            if (yield Progress("batch", b + 1, total, f"batch {b + 1} of {total}")) == STOP:
+                break
+    finally:
+        net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     if out is None:
         k = int(getattr(getattr(net, "head", None), "fc", torch.nn.Linear(1, 2)).out_features)
         out = np.zeros((0, k), np.float32)
