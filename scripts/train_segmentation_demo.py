@@ -26,7 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-RECIPE = dict(preset="light", window=5, frames=[0, 2, 4, 6, 8], val_frames=[1, 3, 5, 7, 9], epochs=40,
+RECIPE = dict(preset="light", window=5, frames=[0, 2, 4, 6, 8], val_frames=[1, 3, 5, 7, 9], epochs=100,
               aug_rate=5, seed=0, threads=1, device="cpu")
 
 

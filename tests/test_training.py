@@ -269,3 +269,16 @@ def test_disk_full_leaves_no_corrupt_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="the disk is full.*Free disk space"):
         run_job(train_segmentation(img, lab, _params(epochs=1), out))
     assert sorted(p.name for p in out.iterdir()) == ["params.json"]  # no best.pt, no temp file
+
+
+def test_shipped_demo_model_is_what_the_script_trains():
+    from napari_cellnet.samples import demo_model_path
+
+    ckpt = load_checkpoint(demo_model_path("segmentation"), task="segmentation")
+    assert ckpt.model == "temporal_unet" and ckpt.meta["window"] == 5 and ckpt.meta["classes"] == 3
+    assert "resume" not in ckpt.meta  # the small best.pt, not last.pt
+    p = ckpt.meta["training"]["params"]
+    assert (p["preset"], p["frames"], p["val_frames"], p["epochs"], p["aug_rate"], p["seed"]) == (
+        "light", [0, 2, 4, 6, 8], [1, 3, 5, 7, 9], 100, 5, 0)
+    # best epoch chosen on the odd frames; its recorded validation SEG (docs/performance.md)
+    assert ckpt.meta["training"]["val_metrics"]["seg"] == pytest.approx(0.577, abs=5e-4)
