@@ -65,10 +65,11 @@ def test_stop_keeps_the_best_model_and_continue_resumes(make_napari_viewer, qtbo
     viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle, images, gt, tmp_path / "m")
     widget.val_frames.value = "none"
     widget.params.epochs.value = 3
+    widget.params.aug_rate.value = 5  # ~10 steps per epoch: Stop lands inside epoch 2
     worker = widget.train()
 
     def stop_in_second_epoch(event):
-        if isinstance(event, TrainEvent) and event.kind == "step" and event.epoch == 2:
+        if isinstance(event, TrainEvent) and event.kind == "step" and event.epoch == 2 and event.step == 1:
             widget.runner.stop()
 
     worker.yielded.connect(stop_in_second_epoch)

@@ -118,6 +118,9 @@ class JobRunner:
         self.started_at = 0.0
         self.elapsed_s = 0.0
         self._bars: dict[str, progress] = {}
+        self._ended = False
+        self._updating = False
+        self._close_pending = False
 
     @property
     def running(self) -> bool:
@@ -143,6 +146,7 @@ class JobRunner:
             raise RuntimeError(f"{self.name} is already running; press Stop first.")
         self.stop_requested = False
         self.last_error = None
+        self._ended = False
         worker = create_worker(_guarded, make_job, threads, _ignore_errors=True)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
@@ -189,23 +193,47 @@ class JobRunner:
         bar.refresh()
 
     def _on_yielded(self, event: Any) -> None:
+        # napari's progress bars call QApplication.processEvents() when they update, so the
+        # job's `returned`/`finished` can be handled *inside* this slot. The widget hears
+        # about the event first, and nothing is shown for a job that has already ended.
+        if self._ended:
+            return
+        if self.on_event is not None:
+            self.on_event(event)
+        if self._ended:
+            return
+        self._updating = True
+        try:
+            self._show_progress(event)
+        finally:
+            self._updating = False
+        if self._close_pending:
+            self._close_bars()
+
+    def _show_progress(self, event: Any) -> None:
         if isinstance(event, Progress):
             outer = event.parent if event.parent is not None else event
             self._set("outer", outer.total, outer.index,
                       f"{self.name}: {outer.stage} {min(outer.index + (event.parent is not None), outer.total)}"
                       f" of {outer.total}")
-            if event.parent is not None and event.total > 1:
+            if event.parent is not None and event.total > 1 and not self._ended:
                 self._set("inner", event.total, event.index, f"{self.name}: {event.stage} {event.index} of {event.total}")
         elif isinstance(event, TrainEvent):
             fold = f"fold {event.fold}/{event.folds}, " if event.fold is not None else ""
             done = event.epoch if event.kind == "epoch" else event.epoch - 1
             self._set("outer", event.epochs, done, f"{self.name}: {fold}epoch {event.epoch} of {event.epochs}")
-            self._set("inner", event.steps_per_epoch, event.step,
-                      f"{self.name}: step {event.step} of {event.steps_per_epoch}")
-        if self.on_event is not None:
-            self.on_event(event)
+            if not self._ended:
+                self._set("inner", event.steps_per_epoch, event.step,
+                          f"{self.name}: step {event.step} of {event.steps_per_epoch}")
+
+    def _close_bars(self) -> None:
+        self._close_pending = False
+        for bar in list(self._bars.values())[::-1]:
+            bar.close()
+        self._bars.clear()
 
     def _on_returned(self, result: Any) -> None:
+        self._ended = True
         self.elapsed_s = time.perf_counter() - self.started_at
         try:
             self.on_returned(result)
@@ -213,6 +241,7 @@ class JobRunner:
             self._report(err)
 
     def _on_errored(self, err: Exception) -> None:
+        self._ended = True
         self._report(err)
 
     def _report(self, err: Exception) -> None:
@@ -223,9 +252,11 @@ class JobRunner:
             self.on_error(err)
 
     def _on_finished(self) -> None:
-        for bar in list(self._bars.values())[::-1]:
-            bar.close()
-        self._bars.clear()
+        self._ended = True
+        if self._updating:  # finished inside a bar update (see _on_yielded): close after it
+            self._close_pending = True
+        else:
+            self._close_bars()
         self.worker = None
         if self.on_state is not None:
             self.on_state(False)

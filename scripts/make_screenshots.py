@@ -1,0 +1,285 @@
+"""Regenerate every screenshot of docs/widgets.md from real runs (one command).
+
+    xvfb-run -a -s "-screen 0 1600x1200x24" python scripts/make_screenshots.py
+
+Each picture is a real napari window with the widget docked, after the widget ran its
+real job on the bundled sample data: nothing is mocked. The tutorial steps follow what a
+biologist does, with clicks replaced by the same widget calls the buttons make:
+
+1. ``segment.png``: the C2C12 movie segmented with the bundled demo model.
+2. ``train_segmentation.png``: three frames "annotated" (the sample's own labels of frames
+   0, 4 and 8 stand in for painting), a short training run with its live curves.
+3. ``segment_trained.png``: the movie segmented with the model just trained.
+4. ``evaluate.png``: that segmentation against the sample's labels, per frame.
+5. ``classify_annotate.png``: objects marked "round" / "elongated" by clicking (here: the
+   sample's cells of frames 0-4, by their eccentricity, as a user would judge by eye).
+6. ``train_classifier.png``: a classifier trained on those objects with 3-fold CV.
+7. ``classify_objects.png``: every object of the movie classified, class-coloured.
+8. ``evaluate_classes.png``: predicted vs annotated classes with the confusion matrix.
+9. ``classify_gallery.png``: the HuSHeM gallery with the bundled demo classifier (if present).
+
+Timings printed at the end were measured on the machine that ran the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "images"
+SIZE = (1500, 980)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--epochs", type=int, default=25, help="Segmentation training epochs of the tutorial.")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    import napari
+    import numpy as np
+    import pandas as pd
+    from qtpy.QtCore import QEventLoop
+    from qtpy.QtWidgets import QApplication
+    from skimage.measure import regionprops
+
+    from napari_cellnet import samples
+    from napari_cellnet.widgets import (
+        ClassifyWidget,
+        EvaluateWidget,
+        SegmentWidget,
+        TrainClassifierWidget,
+        TrainSegmentationWidget,
+    )
+    from napari_cellnet.widgets import _common as common
+
+    app = QApplication.instance() or QApplication([])
+    work = Path(tempfile.mkdtemp(prefix="cellnet-shots-"))
+    timings: dict[str, float] = {}
+
+    def settle(widget=None, timeout: float = 1800.0) -> None:
+        t0 = time.perf_counter()
+        while widget is not None and widget.busy:
+            if widget.runner.worker is not None:
+                loop = QEventLoop()
+                widget.runner.worker.finished.connect(loop.quit)
+                loop.exec_()
+            else:
+                app.processEvents()
+                time.sleep(0.01)
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError("a widget job took too long")
+        for _ in range(20):
+            app.processEvents()
+            time.sleep(0.01)
+
+    def shot(viewer, name: str) -> None:
+        settle()
+        viewer.screenshot(str(out / name), canvas_only=False, flash=False)
+        print(f"wrote {out / name}", flush=True)
+
+    def run(widget, start, label: str) -> None:
+        t0 = time.perf_counter()
+        worker = start()
+        if worker is None:
+            raise RuntimeError(f"{label}: the widget refused to run: {widget.status.value}")
+        settle(widget)
+        timings[label] = time.perf_counter() - t0
+        if widget.runner.last_error is not None:
+            raise RuntimeError(f"{label} failed: {widget.runner.last_error}")
+
+    images, gt = samples.c2c12()
+    viewer = napari.Viewer(title="napari-cellnet", show=True)
+    viewer.window.resize(*SIZE)
+    image = viewer.add_image(images, name="C2C12")
+
+    # 1. Segment with the bundled demo model ---------------------------------------------
+    seg = SegmentWidget(viewer)
+    dock = viewer.window.add_dock_widget(seg, name="Segment time-lapse", area="right")
+    settle(seg)
+    seg.image.value = image
+    have_demo = True
+    try:
+        samples.demo_model_path("segmentation")
+        seg.params.model.value = common.DEMO
+    except FileNotFoundError:
+        have_demo = False
+        print("the bundled segmentation demo model is missing: skipping segment.png", flush=True)
+    if have_demo:
+        settle(seg)
+        run(seg, seg.run, "segment (demo model)")
+        viewer.dims.set_current_step(0, 5)
+        shot(viewer, "segment.png")
+        for name in ("C2C12 labels", "C2C12 probability", "C2C12 tracks"):
+            if name in viewer.layers:
+                viewer.layers.remove(name)
+    viewer.window.remove_dock_widget(dock)
+
+    # 2. Annotate three frames and train ----------------------------------------------------
+    annotations = np.zeros_like(gt)
+    for t in (0, 4, 8):
+        annotations[t] = gt[t]
+    ann = viewer.add_labels(annotations, name="annotations", opacity=0.6)
+    train = TrainSegmentationWidget(viewer)
+    dock = viewer.window.add_dock_widget(train, name="Train segmentation", area="right")
+    settle(train)
+    train.image.value = image
+    train.labels.value = ann
+    train.val_frames.value = "8"
+    p = train.params
+    p.preset.value = "light"
+    p.window.value = 5
+    p.epochs.value = args.epochs
+    p.augment.value = "temporal"
+    p.aug_rate.value = 5
+    p.device.value = "cpu"
+    p.output_folder.value = str(work / "my-model")
+    run(train, train.train, f"train segmentation ({args.epochs} epochs, 2 training frames)")
+    viewer.dims.set_current_step(0, 4)
+    shot(viewer, "train_segmentation.png")
+    viewer.window.remove_dock_widget(dock)
+
+    # 3. Segment with the new model -----------------------------------------------------------
+    seg = SegmentWidget(viewer)
+    dock = viewer.window.add_dock_widget(seg, name="Segment time-lapse", area="right")
+    settle(seg)
+    seg.image.value = image
+    assert seg.params.model.value == str(train.result.model_path)  # offered by the training widget
+    settle(seg)
+    run(seg, seg.run, "segment (tutorial model)")
+    ann.visible = False
+    viewer.dims.set_current_step(0, 6)
+    shot(viewer, "segment_trained.png")
+    viewer.window.remove_dock_widget(dock)
+
+    # 4. Evaluate against the sample's labels ---------------------------------------------------
+    truth = viewer.add_labels(gt, name="ground truth", visible=False)
+    ev = EvaluateWidget(viewer)
+    dock = viewer.window.add_dock_widget(ev, name="Evaluate", area="right")
+    ev.prediction.value = viewer.layers["C2C12 labels"]
+    ev.ground_truth.value = truth
+    ev.annotated_only.value = "all frames"
+    run(ev, ev.run, "evaluate segmentation")
+    shot(viewer, "evaluate.png")
+    viewer.window.remove_dock_widget(dock)
+    for name in ("C2C12 probability", "C2C12 tracks"):
+        if name in viewer.layers:
+            viewer.layers[name].visible = False
+
+    # 5. Annotate classes by clicking objects -----------------------------------------------------
+    cells = viewer.add_labels(gt.astype(np.int32), name="cells")
+    viewer.layers["C2C12 labels"].visible = False
+    cls = ClassifyWidget(viewer)
+    dock = viewer.window.add_dock_widget(cls, name="Classify cells", area="right")
+    settle(cls)
+    cls.image.value = image
+    cls.labels.value = cells
+    cls.whole_track.value = False
+    for t in range(5):
+        for r in regionprops(gt[t]):
+            cls.annotate_object(t, int(r.label), "elongated" if r.eccentricity > 0.85 else "round")
+    cls.annotate_class.value = "round"
+    cls.annotate.value = True
+    cls.status.value = f"{cls.n_annotated.value} objects annotated on frames 0-4 (click to add more)."
+    marks = cells.features
+    preview = np.zeros_like(gt, dtype=np.uint8)
+    for _, row in marks.iterrows():
+        preview[int(row["frame"])][gt[int(row["frame"])] == int(row["label"])] = 1 + int(
+            row["annotated_class"] == "elongated")
+    shown = viewer.add_labels(preview, name="annotated classes", opacity=0.7)
+    from napari_cellnet.widgets._classify import class_colormap
+
+    shown.colormap = class_colormap(["round", "elongated"])
+    shown.features = pd.DataFrame({"index": [0, 1, 2], "class": ["", "round", "elongated"]})
+    cells.visible = False
+    viewer.dims.set_current_step(0, 2)
+    shot(viewer, "classify_annotate.png")
+    cls.annotate.value = False
+    viewer.layers.remove(shown)
+    cells.visible = True
+    viewer.window.remove_dock_widget(dock)
+
+    # 6. Train the classifier -------------------------------------------------------------------
+    tc = TrainClassifierWidget(viewer)
+    dock = viewer.window.add_dock_widget(tc, name="Train classifier", area="right")
+    settle(tc)
+    tc.source.value = "annotated objects (Image + Labels)"
+    tc.image.value = image
+    tc.labels.value = cells
+    tc._check()
+    q = tc.params
+    q.arch.value = "small_cnn"
+    q.input_size.value = 48
+    q.crop_size.value = 48
+    q.epochs.value = 20
+    q.batch_size.value = 16
+    q.aug_rate.value = 3
+    q.folds.value = 3
+    q.device.value = "cpu"
+    q.output_folder.value = str(work / "my-classifier")
+    run(tc, tc.train, "train classifier (3-fold CV + refit, 20 epochs)")
+    shot(viewer, "train_classifier.png")
+    viewer.window.remove_dock_widget(dock)
+
+    # 7. Classify every object of the movie -----------------------------------------------------------
+    cls = ClassifyWidget(viewer)
+    dock = viewer.window.add_dock_widget(cls, name="Classify cells", area="right")
+    settle(cls)
+    cls.image.value = image
+    cls.labels.value = cells
+    cls.params.device.value = "cpu"
+    assert cls.params.model.value == str(tc.result.checkpoint)
+    run(cls, cls.run, "classify objects")
+    cells.visible = False
+    viewer.dims.set_current_step(0, 7)
+    shot(viewer, "classify_objects.png")
+    viewer.window.remove_dock_widget(dock)
+
+    # 8. Evaluate classes ---------------------------------------------------------------------------
+    ev = EvaluateWidget(viewer)
+    dock = viewer.window.add_dock_widget(ev, name="Evaluate", area="right")
+    ev.mode.value = "classes"
+    ev.class_layer.value = cells
+    ev.pred_column.value = "class"
+    ev.true_column.value = "annotated_class"
+    run(ev, ev.run, "evaluate classes")
+    shot(viewer, "evaluate_classes.png")
+    viewer.window.remove_dock_widget(dock)
+    viewer.close()
+
+    # 9. The HuSHeM gallery with the demo classifier -------------------------------------------------
+    try:
+        samples.demo_model_path("classification")
+    except FileNotFoundError:
+        print("the bundled classification demo model is missing: skipping classify_gallery.png", flush=True)
+    else:
+        viewer = napari.Viewer(title="napari-cellnet", show=True)
+        viewer.window.resize(*SIZE)
+        viewer.open_sample("napari-cellnet", "hushem")
+        viewer.layers["HuSHeM classes"].visible = False
+        cls = ClassifyWidget(viewer)
+        dock = viewer.window.add_dock_widget(cls, name="Classify cells", area="right")
+        settle(cls)
+        cls.mode.value = "image stack (one cell per frame)"
+        cls.image.value = viewer.layers["HuSHeM sperm heads"]
+        cls.params.model.value = common.DEMO
+        cls.params.device.value = "cpu"
+        run(cls, cls.run, "classify HuSHeM gallery (216 images, demo model)")
+        viewer.dims.set_current_step(0, 60)
+        shot(viewer, "classify_gallery.png")
+        viewer.close()
+
+    print("\ntimings (this machine):")
+    for k, v in timings.items():
+        print(f"  {k}: {v:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
