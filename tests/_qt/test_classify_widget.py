@@ -58,7 +58,10 @@ def test_objects_get_classes_in_features_and_a_class_coloured_layer(make_napari_
     row = f.iloc[0]
     pixels = classes.data[int(row["frame"])][gt[int(row["frame"])] == int(row["label"])]
     assert (pixels == ["round", "elongated"].index(row["class"]) + 1).all()
-    assert list(classes.features["class"]) == ["", "round", "elongated"]  # hover shows the name
+    assert list(classes.features["class"]) == ["", "round", "elongated"]
+    y, x = np.argwhere(gt[int(row["frame"])] == int(row["label"]))[0]
+    status = classes.get_status((int(row["frame"]), y * 0.5, x * 0.5), world=True)
+    assert f"class: {row['class']}" in status["value"]  # hovering shows the class name
     out = widget.save_csv(tmp_path / "classes.csv")
     table = io.read_table(out)
     assert len(table["label"]) == n_objects and "annotated_class" in table
