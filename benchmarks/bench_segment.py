@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -194,11 +193,13 @@ def bench_rss(ckpt: Path, folder: Path, lengths: list[int], threads: int | None)
         movie = folder / f"movie_{T}.tif"
         write_movie(movie, T)
         out = folder / f"out_{T}"
+        # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report this (forked) parent's RSS
         code = (
-            "import resource, sys, time; from napari_cellnet.cli import main; t=time.perf_counter(); "
+            "import re, sys, time; from napari_cellnet.cli import main; t=time.perf_counter(); "
             f"rc = main(['segment', {str(movie)!r}, '-m', {str(ckpt)!r}, '-o', {str(out)!r}, '-q'"
             + (f", '--threads', '{threads}'" if threads else "")
-            + "]); print(rc, time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+            + "]); hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+            "print(rc, time.perf_counter()-t, hwm)"
         )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         rc, secs, maxrss_kb = proc.stdout.split()[-3:]
@@ -265,6 +266,8 @@ def main() -> int:
     ap.add_argument("--path-frames", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--skip-stemnet", action="store_true")
+    ap.add_argument("--parts", nargs="+", default=["networks", "tiling", "post", "path", "rss", "cuda"],
+                    choices=["networks", "tiling", "post", "path", "rss", "cuda"])
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.threads:
@@ -278,11 +281,14 @@ def main() -> int:
     report["peak_fp32_gflops"] = peak / 1e9
     print(f"CPU: {report['machine']}  peak FP32 (best of 3 torch.mm 4096^2): {peak / 1e9:.1f} GFLOP/s", flush=True)
 
-    nets = [bench_network("light", args.window, peak, args.reps, frames=4)]
-    print(nets[-1], flush=True)
-    if not args.skip_stemnet:
-        nets.append(bench_network("stemnet", args.window, peak, 1, frames=2))
+    parts = set(args.parts)
+    nets: list[dict] = []
+    if "networks" in parts:
+        nets.append(bench_network("light", args.window, peak, args.reps, frames=4))
         print(nets[-1], flush=True)
+        if not args.skip_stemnet:
+            nets.append(bench_network("stemnet", args.window, peak, 1, frames=2))
+            print(nets[-1], flush=True)
     report["networks"] = nets
 
     with tempfile.TemporaryDirectory() as d:
@@ -294,52 +300,65 @@ def main() -> int:
             "window": args.window, "in_channels": 1, "edge": "reflect", "classes": 3,
             "normalization": {"method": "percentile", "low": 1.0, "high": 99.8},
             "class_names": ["background", "cell", "boundary"], "threshold": 0.5, "min_size": 30})
-        report["tiling"] = bench_tiling(net)
-        print(report["tiling"], flush=True)
-        report["post"] = bench_postprocessing()
-        print(report["post"], flush=True)
-        movie = folder / "path.tif"
-        write_movie(movie, args.path_frames, seed=1)
-        report["whole_path"] = bench_whole_path(ckpt, movie, args.path_frames, args.threads)
-        print(report["whole_path"], flush=True)
-        report["rss"] = bench_rss(ckpt, folder, args.rss_frames, args.threads)
-        print(report["rss"], flush=True)
-    report["cuda"] = bench_cuda(args.window)
+        if "tiling" in parts:
+            report["tiling"] = bench_tiling(net)
+            print(report["tiling"], flush=True)
+        if "post" in parts or "path" in parts:
+            report["post"] = bench_postprocessing()
+            print(report["post"], flush=True)
+        if "path" in parts:
+            movie = folder / "path.tif"
+            write_movie(movie, args.path_frames, seed=1)
+            report["whole_path"] = bench_whole_path(ckpt, movie, args.path_frames, args.threads)
+            print(report["whole_path"], flush=True)
+        if "rss" in parts:
+            report["rss"] = bench_rss(ckpt, folder, args.rss_frames, args.threads)
+            print(report["rss"], flush=True)
+    report["cuda"] = bench_cuda(args.window) if "cuda" in parts else []
     report["machine"]["load_avg_end"] = os.getloadavg()
-    report["self_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    print(f"\n## Networks, CPU fp32, per 1024x1024 frame (window {args.window})\n")
-    print(table(nets, [("model", "model", "s"), ("params", "params", ",d"), ("gflop_per_frame", "GFLOP/frame", ".1f"),
-                       ("naive_s_per_frame", "naive s/frame", ".3f"), ("engine_s_per_frame", "engine s/frame", ".3f"),
-                       ("engine_cl_s_per_frame", "engine channels_last s/frame", ".3f"),
-                       ("engine_gflops", "engine GFLOP/s", ".1f"), ("engine_pct_peak", "% of peak", ".0f"),
-                       ("speedup_vs_naive", "speed-up vs naive", ".2f")]))
-    w, post, tl = report["whole_path"], report["post"], report["tiling"]
-    print("\n## Whole CLI path, light model\n")
-    w["realistic_s_per_frame"] = (w["whole_path_s_per_frame"] - w["postprocess_s_per_frame"]
-                                  + post["post_s_per_frame"])
-    print(table([w], [("frames", "frames", "d"), ("threads", "threads", "d"),
-                      ("read_prepare_s_per_frame", "read+preprocess", ".3f"),
-                      ("network_s_per_frame", "network", ".3f"),
-                      ("postprocess_s_per_frame", "instances+IDs (random weights)", ".3f"),
-                      ("write_s_per_frame", "write", ".3f"),
-                      ("whole_path_s_per_frame", "whole path s/frame (random weights)", ".3f"),
-                      ("objects_per_frame", "objects/frame (random weights)", ".0f"),
-                      ("realistic_s_per_frame", "whole path with realistic instances", ".3f")]))
-    print(f"\nPost-processing on realistic 3-class probabilities: {post['post_s_per_frame']:.3f} s/frame "
-          f"({post['objects_per_frame']:.0f} objects/frame)")
-    print(f"Tiling 512 px vs untiled: {tl['tiled512_s_per_frame']:.3f} vs {tl['untiled_s_per_frame']:.3f} s/frame, "
-          f"max |diff| {tl['max_abs_diff']:.2e}")
-    print("\n## Peak RSS of `napari-cellnet segment` (streamed)\n")
-    print(table(report["rss"], [("frames", "frames (1024^2 uint8)", "d"), ("movie_mb", "movie MB", ".0f"),
-                                ("peak_rss_mb", "peak RSS MB", ".0f"), ("s_per_frame", "s/frame", ".3f")]))
+    if nets:
+        print(f"\n## Networks, CPU fp32, per 1024x1024 frame (window {args.window})\n")
+        print(table(nets, [("model", "model", "s"), ("params", "params", ",d"),
+                           ("gflop_per_frame", "GFLOP/frame", ".1f"),
+                           ("naive_s_per_frame", "naive s/frame", ".3f"),
+                           ("engine_s_per_frame", "engine s/frame", ".3f"),
+                           ("engine_cl_s_per_frame", "engine channels_last s/frame", ".3f"),
+                           ("engine_cl_gflops", "engine (channels_last) GFLOP/s", ".1f"),
+                           ("engine_cl_pct_peak", "% of peak", ".0f"),
+                           ("speedup_vs_naive", "speed-up vs naive", ".2f")]))
+    if "whole_path" in report:
+        w, post = report["whole_path"], report["post"]
+        print("\n## Whole CLI path, light model\n")
+        w["realistic_s_per_frame"] = (w["whole_path_s_per_frame"] - w["postprocess_s_per_frame"]
+                                      + post["post_s_per_frame"])
+        print(table([w], [("frames", "frames", "d"), ("threads", "threads", "d"),
+                          ("read_prepare_s_per_frame", "read+preprocess", ".3f"),
+                          ("network_s_per_frame", "network", ".3f"),
+                          ("postprocess_s_per_frame", "instances+IDs (random weights)", ".3f"),
+                          ("write_s_per_frame", "write", ".3f"),
+                          ("whole_path_s_per_frame", "whole path s/frame (random weights)", ".3f"),
+                          ("objects_per_frame", "objects/frame (random weights)", ".0f"),
+                          ("realistic_s_per_frame", "whole path with realistic instances", ".3f")]))
+    if "post" in report:
+        post = report["post"]
+        print(f"\nPost-processing on realistic 3-class probabilities: {post['post_s_per_frame']:.3f} s/frame "
+              f"({post['objects_per_frame']:.0f} objects/frame)")
+    if "tiling" in report:
+        tl = report["tiling"]
+        print(f"Tiling 512 px vs untiled: {tl['tiled512_s_per_frame']:.3f} vs {tl['untiled_s_per_frame']:.3f} "
+              f"s/frame, max |diff| {tl['max_abs_diff']:.2e}")
+    if "rss" in report:
+        print("\n## Peak RSS of `napari-cellnet segment` (streamed)\n")
+        print(table(report["rss"], [("frames", "frames (1024^2 uint8)", "d"), ("movie_mb", "movie MB", ".0f"),
+                                    ("peak_rss_mb", "peak RSS MB", ".0f"), ("s_per_frame", "s/frame", ".3f")]))
     if report["cuda"]:
         print("\n## CUDA bf16\n")
         print(table(report["cuda"], [("model", "model", "s"), ("gpu", "GPU", "s"),
                                      ("frames_per_s_network", "frames/s (network)", ".1f"),
                                      ("frames_per_s_incl_transfer", "frames/s (incl. transfer, softmax)", ".1f"),
                                      ("network_tflops", "TFLOP/s", ".1f"), ("pct_bf16_peak", "% bf16 peak", ".0f")]))
-    else:
+    elif "cuda" in parts:
         print("\nNo CUDA GPU in this run: GPU rows not measured.")
     print(f"\nload average at start {report['machine']['load_avg_start']}, at end {report['machine']['load_avg_end']}")
     if args.json:
