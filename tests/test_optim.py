@@ -1,6 +1,7 @@
 """Optimisers and schedules by name: exact learning rates after known epochs."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -13,7 +14,13 @@ from napari_cellnet.optim import (
     step_scheduler,
 )
 
-pytestmark = pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")
+
+@pytest.fixture(autouse=True)
+def _quiet_scheduler_order_warning():
+    # The schedules are stepped without training steps here; torch warns about the order.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        yield
 
 
 def _params():
