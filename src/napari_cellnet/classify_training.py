@@ -124,7 +124,7 @@ class ClassifierTrainConfig:
     dropout: float = 0.3
     pretrained: str | None = None
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    epochs: int = 60
+    epochs: int = 30
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -136,7 +136,7 @@ class ClassifierTrainConfig:
     label_smoothing: float = 0.1
     focal_gamma: float = 2.0
     augment: AugmentParams = field(default_factory=lambda: AugmentParams.preset("strong"))
-    aug_rate: int = 5
+    aug_rate: int = 3
     balance: str = "none"
     folds: int = 5
     holdout: float = 0.2

@@ -83,7 +83,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: as the images are (mixed gray/RGB is refused); rgb or gray convert")
     p.add_argument("--crop", type=float, default=1.0, help="central fraction of each image kept (default 1)")
     p.add_argument("--normalisation", choices=["image", "range", "none"], default="image")
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
@@ -92,7 +92,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", default="ce", choices=["ce", "weighted_ce", "focal"])
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--aug", default="strong", help="augmentation preset: none, light, strong, temporal")
-    p.add_argument("--aug-rate", type=int, default=4, help="augmented copies per image per epoch (1, 5, 10 ...)")
+    p.add_argument("--aug-rate", type=int, default=3, help="augmented copies per image per epoch (1, 5, 10 ...)")
     p.add_argument("--fill-mode", default=None, help="constant, nearest, reflect or wrap (overrides the preset)")
     p.add_argument("--balance", choices=["none", "weights", "sampler"], default="none",
                    help="class imbalance: loss weights or balanced sampling")
