@@ -49,9 +49,9 @@ def test_light_is_cheap_at_1024():
     net = build_model("temporal_unet", window=5).eval()
     assert sum(p.numel() for p in net.parameters()) < 300_000
     with FlopCounterMode(display=False) as fc, torch.no_grad():
-        net(torch.randn(1, 5, 256, 256))
-    # scales with area: x16 for 1024^2; the design budget is < 10 GFLOP per 1024^2 frame
-    assert fc.get_total_flops() * 16 < 10e9
+        net(torch.randn(1, 5, 128, 128))
+    # scales with area: x64 for 1024^2; the design budget is < 10 GFLOP per 1024^2 frame
+    assert fc.get_total_flops() * 64 < 10e9
 
 
 @pytest.mark.parametrize(

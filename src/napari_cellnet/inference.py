@@ -583,6 +583,11 @@ def segment(
         if on_frame is not None:
             on_frame(t, p, lab)
 
+    import scipy.optimize  # noqa: F401  (import post-processing's libraries before the stage clocks run)
+    import skimage.measure  # noqa: F401
+    import skimage.morphology  # noqa: F401
+    import skimage.segmentation  # noqa: F401
+
     clock = {"read_prepare": 0.0, "network": 0.0, "postprocess": 0.0, "write": 0.0}
     i = 0
     while i < len(todo):
