@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         # wait in a real Qt event loop (as napari does), not a Python polling loop that
         # would compete with the worker for the GIL
         worker.finished.connect(loop.quit)
-        loop.exec_()
+        if widget.runner.running:
+            loop.exec_()
         pump_until(lambda: not widget.busy)  # the result layers are in the viewer
         dt = time.perf_counter() - t0
         job_s.setdefault(fix, []).append(widget.runner.elapsed_s)

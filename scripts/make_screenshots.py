@@ -38,14 +38,25 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--epochs", type=int, default=25, help="Segmentation training epochs of the tutorial.")
+    ap.add_argument("--aug-rate", type=int, default=5, help="Segmentation training augmentation rate.")
+    ap.add_argument("--cls-epochs", type=int, default=20, help="Classifier training epochs of the tutorial.")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # a throw-away napari settings file: no pop-up notifications over the canvas, and the
+    # user's own settings are neither read nor changed
+    import os
+
+    os.environ["NAPARI_CONFIG"] = str(Path(tempfile.mkdtemp(prefix="cellnet-napari-")) / "settings.yaml")
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cellnet-cache-")  # widget parameters start at defaults
+    from napari.settings import get_settings
+
+    get_settings().application.gui_notification_level = "none"
 
     import napari
     import numpy as np
     import pandas as pd
-    from qtpy.QtCore import QEventLoop
+    from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
     from skimage.measure import regionprops
 
@@ -66,13 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     def settle(widget=None, timeout: float = 1800.0) -> None:
         t0 = time.perf_counter()
         while widget is not None and widget.busy:
-            if widget.runner.worker is not None:
-                loop = QEventLoop()
-                widget.runner.worker.finished.connect(loop.quit)
-                loop.exec_()
-            else:
-                app.processEvents()
-                time.sleep(0.01)
+            # a real event loop for 50 ms at a time (no polling loop fighting the worker for the GIL)
+            loop = QEventLoop()
+            QTimer.singleShot(50, loop.quit)
+            loop.exec_()
             if time.perf_counter() - t0 > timeout:
                 raise TimeoutError("a widget job took too long")
         for _ in range(20):
@@ -137,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     p.window.value = 5
     p.epochs.value = args.epochs
     p.augment.value = "temporal"
-    p.aug_rate.value = 5
+    p.aug_rate.value = args.aug_rate
     p.device.value = "cpu"
     p.output_folder.value = str(work / "my-model")
-    run(train, train.train, f"train segmentation ({args.epochs} epochs, 2 training frames)")
+    run(train, train.train, f"train segmentation ({args.epochs} epochs x{args.aug_rate}, 2 training frames)")
     viewer.dims.set_current_step(0, 4)
     shot(viewer, "train_segmentation.png")
     viewer.window.remove_dock_widget(dock)
@@ -217,13 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     q.arch.value = "small_cnn"
     q.input_size.value = 48
     q.crop_size.value = 48
-    q.epochs.value = 20
+    q.epochs.value = args.cls_epochs
     q.batch_size.value = 16
     q.aug_rate.value = 3
     q.folds.value = 3
     q.device.value = "cpu"
     q.output_folder.value = str(work / "my-classifier")
-    run(tc, tc.train, "train classifier (3-fold CV + refit, 20 epochs)")
+    run(tc, tc.train, f"train classifier (3-fold CV + refit, {args.cls_epochs} epochs)")
     shot(viewer, "train_classifier.png")
     viewer.window.remove_dock_widget(dock)
 

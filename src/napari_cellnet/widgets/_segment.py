@@ -476,6 +476,12 @@ class SegmentWidget(Container):
                 self.outputs["tracks"].graph = g
 
             steps.append(add_tracks)
+
+        def select_labels() -> None:  # the Labels layer, not the last one added, is the one to edit
+            if self.outputs.get("labels") in self.viewer.layers:
+                self.viewer.layers.selection.active = self.outputs["labels"]
+
+        steps.append(select_labels)
         self._publish_queue.extend(steps)
         self._next_publish()
 
