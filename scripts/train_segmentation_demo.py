@@ -27,7 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 RECIPE = dict(preset="light", window=5, frames=[0, 2, 4, 6, 8], val_frames=[1, 3, 5, 7, 9], epochs=100,
-              aug_rate=5, seed=0, threads=1, device="cpu")
+              aug_rate=5, patch_size=128, batch_size=8, fg_fraction=0.5, lr=2e-3, seed=0, threads=1,
+              device="cpu")
 
 
 def main() -> int:

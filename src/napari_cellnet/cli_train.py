@@ -100,12 +100,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                        help="subtract the per-pixel temporal median (StemNet)")
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=None, help="epochs (default 40)")
-    train.add_argument("--batch-size", type=int, default=None, help="patches per step (default 8)")
-    train.add_argument("--patch-size", type=int, default=None, help="patch side in pixels, multiple of 16 (default 128)")
+    train.add_argument("--batch-size", type=int, default=None, help="patches per step (default 16)")
+    train.add_argument("--patch-size", type=int, default=None, help="patch side in pixels, multiple of 16 (default 64)")
     train.add_argument("--optimizer", default=None,
                        choices=["adamw", "adam", "sgd", "rmsprop", "adamax", "nadam", "adagrad", "adadelta"],
                        help="optimiser (default adamw; stemnet: sgd)")
-    train.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-3; stemnet 0.15)")
+    train.add_argument("--lr", type=float, default=None, help="learning rate (default 4e-3; stemnet 0.15)")
     train.add_argument("--weight-decay", type=float, default=None, help="weight decay (default 1e-4)")
     train.add_argument("--momentum", type=float, default=None, help="SGD/RMSprop momentum (stemnet 0.2)")
     train.add_argument("--scheduler", choices=["cosine", "exponential", "plateau", "none"], default=None,
@@ -120,7 +120,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--augment", default=None, choices=["temporal", "light", "strong", "none"],
                        help="augmentation preset (default temporal)")
     train.add_argument("--aug-rate", type=int, default=None, help="augmentation rate: 1, 5 or 10x patches per epoch")
-    train.add_argument("--fg-fraction", type=float, default=None, help="share of patches centred on a cell (0.5)")
+    train.add_argument("--fg-fraction", type=float, default=None, help="share of patches centred on a cell (default 0.8)")
     train.add_argument("--best-metric", choices=["seg", "f1", "ap", "instance_f1", "val_loss"], default=None,
                        help="what makes best.pt best (default seg)")
     train.add_argument("--early-stopping", type=int, default=None, help="stop after N epochs without improvement")

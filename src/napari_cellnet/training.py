@@ -153,8 +153,8 @@ class TrainSegParams:
     frames: list[Any] | None = None
     val_frames: list[Any] | None = None
     val_fraction: float = 0.2
-    patch_size: int = 128
-    fg_fraction: float = 0.5
+    patch_size: int = 64
+    fg_fraction: float = 0.8
     augment: str | dict[str, Any] = "temporal"
     aug_rate: int = 1
     loss: str = "ce+dice"
@@ -165,14 +165,14 @@ class TrainSegParams:
     w0: float = 10.0
     sigma: float = 5.0
     optimizer: str = "adamw"
-    lr: float = 2e-3
+    lr: float = 4e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9
     scheduler: str = "cosine"
     lr_decay: float = 0.95
     min_lr: float = 0.0
     warmup_epochs: int = 0
-    batch_size: int = 8
+    batch_size: int = 16
     epochs: int = 40
     best_metric: str = "seg"
     early_stopping: int = 0
