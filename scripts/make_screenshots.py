@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     from napari.settings import get_settings
 
     get_settings().application.gui_notification_level = "none"
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
 
     import napari
     import numpy as np
@@ -103,8 +106,14 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(f"{label} failed: {widget.runner.last_error}")
 
     images, gt = samples.c2c12()
-    viewer = napari.Viewer(title="napari-cellnet", show=True)
-    viewer.window.resize(*SIZE)
+    from napari.utils.notifications import notification_manager
+
+    # napari greets a PyQt5 window with a deprecation toast that would cover the canvas
+    with notification_manager.notification_ready.blocker():
+        viewer = napari.Viewer(title="napari-cellnet", show=True)
+        viewer.window.resize(*SIZE)
+        for _ in range(10):
+            app.processEvents()
     image = viewer.add_image(images, name="C2C12")
 
     # 1. Segment with the bundled demo model ---------------------------------------------

@@ -446,10 +446,13 @@ class SegmentWidget(Container):
         base = layer.name
         steps = []
 
+        # napari looks a hovered label up in the `index` column (else it shows row = value)
+        table = {"index": np.asarray(features.get("label", []), dtype=np.int64), **features}
+
         def add_labels() -> None:
             self.outputs["labels"] = add_or_update(
                 self.viewer, "labels", labels, "segment/labels", f"{base} labels", source=layer, metadata=meta,
-                features=features)
+                features=table)
             self.viewer.layers.selection.active = self.outputs["labels"]
 
         steps.append(add_labels)
