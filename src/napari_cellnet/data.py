@@ -12,8 +12,8 @@ lazy arrays (memory-mapped or dask TIFFs from :func:`napari_cellnet.io.read_stac
 the frames of the windows around the chosen frames are read, and only those windows are
 kept. A 1000-frame 1024x1024 movie with 6 annotated frames holds 6 windows.
 
-This module prepares the arrays (numpy); :mod:`napari_cellnet.training` turns batches
-into tensors. Preprocessing (normalisation, temporal background, windows, drift) is the
+This module prepares the arrays (numpy and scipy only, no torch);
+:mod:`napari_cellnet.training` turns batches into tensors. Preprocessing (normalisation, temporal background, windows, drift) is the
 exact code inference uses (:mod:`napari_cellnet.preprocessing`), with the same edge policy.
 """
 
@@ -29,7 +29,10 @@ from scipy import ndimage as ndi
 from . import preprocessing as pre
 from .augment import AugmentParams, augment
 from .io import guess_axes, to_tcyx
-from .losses import IGNORE
+
+IGNORE = -1
+"""Target value of pixels that carry no annotation (padding); the losses leave them out.
+Defined here, not in :mod:`losses`, so that preparing data does not import torch."""
 
 NORM_MAX_FRAMES = 32
 """Percentiles and the temporal median are taken on at most this many evenly spaced frames

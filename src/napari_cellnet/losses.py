@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE = -1
-"""Target value of pixels that must not contribute to the loss (padding)."""
+from .data import IGNORE  # target value of pixels left out of every term (padding)
 
 LOSSES = ("ce", "dice", "ce+dice")
 CLASS_WEIGHTINGS = ("none", "fixed", "median_frequency")
