@@ -599,11 +599,20 @@ def _relative(p: Path, root: Path) -> str:
 
 
 @contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only on success."""
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only on success.
+
+    A crash, a full disk or an exception never leaves a half-written file under the
+    final name (the temporary file is removed). The file gets the permissions a plain
+    ``open`` would give (``mkstemp`` alone makes it private to the owner).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -634,7 +643,7 @@ def write_labels(
         kwargs["resolution"] = (1.0 / pixel_size[1], 1.0 / pixel_size[0])
     import tifffile
 
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         if np.issubdtype(arr.dtype, np.integer) and arr.size and (arr.min() < 0 or arr.max() > 65535):
             tifffile.imwrite(tmp, arr.astype(np.int32), metadata={"axes": ax}, photometric="minisblack", **kwargs)
         else:
@@ -658,7 +667,7 @@ def write_table(path: str | os.PathLike[str], columns: Mapping[str, Sequence[Any
     if len(lengths) > 1:
         raise ValueError(f"Columns of {path.name} differ in length: { {n: len(columns[n]) for n in names} }")
     n = lengths.pop() if lengths else 0
-    with _atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(names)
         for i in range(n):

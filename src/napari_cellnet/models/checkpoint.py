@@ -18,10 +18,11 @@ disk or a crash never leaves a half-written checkpoint under the final name.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..io import atomic_path
 
 FORMAT = "napari-cellnet-checkpoint"
 FORMAT_VERSION = 1
@@ -76,16 +77,10 @@ def save_checkpoint(
         "meta": dict(meta or {}),
         "package_version": __version__,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 
