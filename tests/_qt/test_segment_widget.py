@@ -206,6 +206,7 @@ def test_parameters_persist_and_restore_defaults(make_napari_viewer, qtbot, wait
     viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle)
     widget.params.threshold.value = 0.7
     widget.params.tile.value = 512
+    qtbot.wait(500)  # magicgui writes persisted values debounced, from the event loop
     again = SegmentWidget(viewer)
     viewer.window.add_dock_widget(again)
     wait_idle(again)
