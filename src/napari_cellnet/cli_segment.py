@@ -17,13 +17,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .cli import command, drain
+from .io import json_default, temp_path_beside, write_json, write_table
 
 # ---------------------------------------------------------------------------
 # segment
@@ -112,9 +112,7 @@ class _StreamTiff:
         import tifffile
 
         self.final = final
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tif.part", dir=final.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = temp_path_beside(final)
         self.dtype = np.dtype(dtype)
         self.kwargs: dict[str, Any] = {"photometric": "minisblack", "contiguous": True, "metadata": {"axes": "TYX"}}
         if pixel_size is not None:
@@ -128,7 +126,6 @@ class _StreamTiff:
 
     def commit(self) -> Path:
         self.writer.close()
-        _readable(self.tmp)
         os.replace(self.tmp, self.final)
         return self.final
 
@@ -169,7 +166,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     every parameter used.
     """
     from .inference import segment
-    from .io import write_table
 
     movie_path = Path(args.movie)
     model = Path(args.model) if args.model else _default_model()
@@ -219,15 +215,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
         created.append(outputs["tracks"])
         write_table(outputs["objects"], result.features)
         created.append(outputs["objects"])
-        _readable(outputs["tracks"])
-        _readable(outputs["objects"])
         params = dict(result.params)
         params.update({
             "movie": str(movie_path), "pixel_size": pixel_size, "graph": {str(k): v for k, v in result.graph.items()},
             "outputs": {k: str(v) for k, v in outputs.items()},
             "frames_written": writers["labels"].frames,
         })
-        _write_json(outputs["params"], params)
+        write_json(outputs["params"], params)
     except BaseException:
         for w in writers.values():
             w.abort()
@@ -243,33 +237,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
         f"{len(np.unique(result.tracks[:, 0])) if len(result.tracks) else 0} track(s) -> {outputs['labels']}\n"
     )
     return 0
-
-
-def _readable(path: Path) -> None:
-    # mkstemp creates 0600 files; outputs should get the usual permissions (umask applies)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, default=_json_default)
-        _readable(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
 
 
 # ---------------------------------------------------------------------------
@@ -354,9 +321,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report["pred"], report["gt"] = str(args.pred), str(args.gt)
     report["pred_was_mask"], report["gt_was_mask"] = pred_relabelled, gt_relabelled
     if args.json_path:
-        _write_json(Path(args.json_path), report)
+        write_json(Path(args.json_path), report)
     if args.format == "json":
-        sys.stdout.write(json.dumps(report, indent=2, default=_json_default) + "\n")
+        sys.stdout.write(json.dumps(report, indent=2, default=json_default) + "\n")
     else:
         notes = [f"{w} was a binary mask: objects = connected components"
                  for w, flag in (("prediction", pred_relabelled), ("ground truth", gt_relabelled)) if flag]

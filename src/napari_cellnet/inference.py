@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -665,17 +664,3 @@ def segment(
         features=features,
         stopped=stopped,
     )
-
-
-def save_result_params(path: str | Path, params: dict[str, Any]) -> Path:
-    """Write ``params`` as pretty JSON (atomic)."""
-    import json
-    import os
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(params, fh, indent=2, default=str)
-    os.replace(tmp, path)
-    return path

@@ -598,27 +598,56 @@ def _relative(p: Path, root: Path) -> str:
 # --------------------------------------------------------------------------- writing
 
 
+def temp_path_beside(path: str | os.PathLike[str]) -> Path:
+    """Create an empty hidden temporary file next to ``path`` and return its path.
+
+    It gets the permissions a plain ``open`` would give (``mkstemp`` alone makes it
+    private to the owner); rename it onto ``path`` when it is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only on success.
 
     A crash, a full disk or an exception never leaves a half-written file under the
-    final name (the temporary file is removed). The file gets the permissions a plain
-    ``open`` would give (``mkstemp`` alone makes it private to the owner).
+    final name, and the temporary file is removed.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    tmp = temp_path_beside(path)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | os.PathLike[str], payload: Any) -> Path:
+    """Write ``payload`` as indented JSON, atomically; numpy scalars/arrays become numbers/lists."""
+    import json
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=json_default) + "\n")
+    return path
+
+
+def json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
 
 
 def write_labels(

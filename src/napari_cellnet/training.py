@@ -48,6 +48,7 @@ from .data import (
     make_target,
     split_frames,
 )
+from .io import write_json
 from .jobs import STOP, Progress, TrainEvent
 from .losses import (
     CLASS_WEIGHTINGS,
@@ -198,11 +199,7 @@ class TrainSegParams:
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         """Write ``params.json`` (atomically)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_json(path, dict(sorted(self.to_dict().items())))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> TrainSegParams:
