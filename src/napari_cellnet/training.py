@@ -235,9 +235,15 @@ class TrainSegParams:
         return AugmentParams.from_dict(dict(self.augment))
 
     def model_config_full(self, in_channels: int) -> dict[str, Any]:
-        """The registry config of the network (what the checkpoint stores)."""
-        return {"window": int(self.window), "in_channels": int(in_channels), "classes": int(self.classes),
-                "preset": self.preset, **dict(self.model_config)}
+        """The registry config of the network (what the checkpoint stores).
+
+        The preset is expanded into its architecture keywords, so a checkpoint rebuilds
+        the same network even if a later version changes what the preset means.
+        """
+        from .models.unet import unet_preset
+
+        return {**unet_preset(self.preset), **dict(self.model_config),
+                "window": int(self.window), "in_channels": int(in_channels), "classes": int(self.classes)}
 
     def validate(self) -> None:
         """Check every value; raise one ValueError that says what to change."""
