@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         viewer.window.resize(*SIZE)
         for _ in range(10):
             app.processEvents()
-    image = viewer.add_image(images, name="C2C12")
+    image = viewer.add_image(images, name="C2C12", axis_labels=("t", "y", "x"))
 
     # 1. Segment with the bundled demo model ---------------------------------------------
     seg = SegmentWidget(viewer)
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     dock = viewer.window.add_dock_widget(train, name="Train segmentation", area="right")
     settle(train)
     train.image.value = image
-    train.labels.value = ann
+    train.label_layer.value = ann
     train.val_frames.value = "8"
     p = train.params
     p.preset.value = "light"
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     dock = viewer.window.add_dock_widget(cls, name="Classify cells", area="right")
     settle(cls)
     cls.image.value = image
-    cls.labels.value = cells
+    cls.label_layer.value = cells
     cls.whole_track.value = False
     for t in range(5):
         for r in regionprops(gt[t]):
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     settle(tc)
     tc.source.value = "annotated objects (Image + Labels)"
     tc.image.value = image
-    tc.labels.value = cells
+    tc.label_layer.value = cells
     tc._check()
     q = tc.params
     q.arch.value = "small_cnn"
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     dock = viewer.window.add_dock_widget(cls, name="Classify cells", area="right")
     settle(cls)
     cls.image.value = image
-    cls.labels.value = cells
+    cls.label_layer.value = cells
     cls.params.device.value = "cpu"
     assert cls.params.model.value == str(tc.result.checkpoint)
     run(cls, cls.run, "classify objects")

@@ -39,7 +39,7 @@ def test_objects_get_classes_in_features_and_a_class_coloured_layer(make_napari_
     viewer.add_image(images, name="movie", scale=(1, 0.5, 0.5))
     labels = viewer.add_labels(gt.astype(np.int32), name="cells", scale=(1, 0.5, 0.5))
     widget.image.value = viewer.layers["movie"]
-    widget.labels.value = labels
+    widget.label_layer.value = labels
     _run(widget, wait_idle)
     assert errors() == []
     f = labels.features
@@ -88,7 +88,7 @@ def test_annotating_by_click_writes_the_class_to_every_frame_of_the_id(make_napa
     _, gt = c2c12_crop
     viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle, gray_classifier)
     labels = viewer.add_labels(gt.astype(np.int32), name="cells")
-    widget.labels.value = labels
+    widget.label_layer.value = labels
     target = int(np.unique(gt[1])[1])
     y, x = np.argwhere(gt[1] == target)[0]
     widget.annotate_class.value = "round"
@@ -116,10 +116,10 @@ def test_missing_model_and_mismatched_layers_are_explained(make_napari_viewer, q
     viewer.add_image(images, name="movie")
     viewer.add_labels(gt[:, :40], name="other")
     widget.image.value = viewer.layers["movie"]
-    widget.labels.value = viewer.layers["other"]
+    widget.label_layer.value = viewer.layers["other"]
     assert widget.run() is None
     assert any("(4, 40, 96)" in m and "pick the Labels layer made from this image" in m for m in errors())
     viewer.add_labels(gt, name="cells")
-    widget.labels.value = viewer.layers["cells"]
+    widget.label_layer.value = viewer.layers["cells"]
     assert widget.run() is None
     assert any("Model file not found" in m for m in errors())

@@ -42,7 +42,7 @@ def test_train_on_annotated_objects_with_kfold(make_napari_viewer, qtbot, wait_i
         "frame": [t for t, _ in rows], "label": [v for _, v in rows],
         "annotated_class": ["big" if area[r] > median else "small" for r in rows]})
     widget.source.value = "annotated objects (Image + Labels)"
-    widget.labels.value = labels
+    widget.label_layer.value = labels
     assert widget.class_column.value == "annotated_class"
     n_big = sum(area[r] > median for r in rows)
     assert widget.data_note.value == f"Annotated: big {n_big}, small {len(rows) - n_big}"
@@ -90,7 +90,7 @@ def test_one_class_only_disables_train(make_napari_viewer, qtbot, wait_idle, c2c
     labels = viewer.add_labels(gt.astype(np.int32), name="cells")
     labels.features = pd.DataFrame({"frame": [0, 0], "label": [int(v) for v in np.unique(gt[0])[1:3]],
                                     "annotated_class": ["round", "round"]})
-    widget.labels.value = labels
+    widget.label_layer.value = labels
     widget._check()
     assert not widget.train_button.enabled
     assert "annotate at least two classes" in widget.data_note.value

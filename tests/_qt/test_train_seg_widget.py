@@ -89,9 +89,9 @@ def test_bad_inputs_disable_train_with_a_reason(make_napari_viewer, qtbot, wait_
     viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle, images, np.zeros_like(gt), tmp_path / "m")
     assert not widget.train_button.enabled and "no labelled pixel" in widget.frames_note.value
     viewer.add_labels(gt[:, :50], name="wrong size")
-    widget.labels.value = viewer.layers["wrong size"]
+    widget.label_layer.value = viewer.layers["wrong size"]
     assert not widget.train_button.enabled and "(4, 50, 96)" in widget.frames_note.value
-    widget.labels.value = viewer.layers["annotations"]
+    widget.label_layer.value = viewer.layers["annotations"]
     viewer.layers["annotations"].data = gt
     widget._check()
     assert widget.train_button.enabled

@@ -123,9 +123,9 @@ class ClassifyWidget(Container):
         self._annotating: Any = None
         self.mode = ComboBox(label="classify", choices=MODES, value=OBJECTS)
         self.image = common.layer_picker(self.viewer, "Image", "image")
-        self.labels = common.layer_picker(self.viewer, "Labels", "objects (labels)")
+        self.label_layer = common.layer_picker(self.viewer, "Labels", "objects (labels)")
         self.folder = LineEdit(label="folder", tooltip="A folder of cell images (sub-folders = known classes).")
-        inputs = Container(widgets=[self.mode, self.image, self.labels, self.folder], labels=True)
+        inputs = Container(widgets=[self.mode, self.image, self.label_layer, self.folder], labels=True)
         inputs.margins = (0, 0, 0, 0)
         self.params = common.parameter_panel(classify_parameters, **PARAM_OPTIONS)
         self.params.margins = (0, 0, 0, 0)
@@ -159,7 +159,7 @@ class ClassifyWidget(Container):
         self.save_button.changed.connect(lambda: self.save_csv())
         self.defaults_button.changed.connect(lambda: common.restore_defaults(self.params, classify_parameters))
         self.annotate.changed.connect(self._toggle_annotation)
-        self.labels.changed.connect(self._labels_changed)
+        self.label_layer.changed.connect(self._labels_changed)
         common.MODELS.added.connect(self._on_model_added)
         self.native.destroyed.connect(self._on_destroyed)
         self._on_mode()
@@ -192,7 +192,7 @@ class ClassifyWidget(Container):
     def _on_mode(self, value: Any = None) -> None:
         mode = self.mode.value
         self.image.visible = mode in (OBJECTS, STACK)
-        self.labels.visible = mode == OBJECTS
+        self.label_layer.visible = mode == OBJECTS
         self.folder.visible = mode == FOLDER
 
     def _on_model(self, value: Any = None) -> None:
@@ -222,7 +222,7 @@ class ClassifyWidget(Container):
         if mode in (OBJECTS, STACK) and self.image.value is None:
             return "Pick an Image layer (open the movie or the gallery first)."
         if mode == OBJECTS:
-            lab = self.labels.value
+            lab = self.label_layer.value
             if lab is None:
                 return "Pick the Labels layer of the objects to classify (segment the movie first)."
             img = self.image.value
@@ -256,13 +256,13 @@ class ClassifyWidget(Container):
         kwargs: dict[str, Any] = {"device": self.params.device.value, "tta": int(self.params.tta.value),
                                   "batch_size": int(self.params.batch_size.value)}
         if mode == OBJECTS:
-            kwargs.update(image=np.asarray(self.image.value.data), labels=np.asarray(self.labels.value.data))
+            kwargs.update(image=np.asarray(self.image.value.data), labels=np.asarray(self.label_layer.value.data))
         elif mode == STACK:
             kwargs.update(stack=np.asarray(self.image.value.data))
         else:
             kwargs.update(folder=str(Path(str(self.folder.value).strip()).expanduser()))
         self._run_mode = mode
-        self._run_source = self.labels.value if mode == OBJECTS else self.image.value if mode == STACK else None
+        self._run_source = self.label_layer.value if mode == OBJECTS else self.image.value if mode == STACK else None
         self._model_path = path
         self.status.value = "Classifying…"
 
@@ -377,7 +377,7 @@ class ClassifyWidget(Container):
             self.annotate.value = False
 
     def _toggle_annotation(self, on: Any = None) -> None:
-        layer = self.labels.value
+        layer = self.label_layer.value
         if self._annotating is not None:
             old_layer, cb = self._annotating
             if cb in old_layer.mouse_drag_callbacks:
@@ -414,7 +414,7 @@ class ClassifyWidget(Container):
         ValueError
             Without a class name or a Labels layer.
         """
-        layer = self.labels.value
+        layer = self.label_layer.value
         name = (class_name if class_name is not None else str(self.annotate_class.value)).strip()
         if layer is None:
             raise ValueError("Pick the Labels layer to annotate.")

@@ -112,11 +112,11 @@ class TrainClassifierWidget(Container):
         self._probe_worker: Any = None
         self.source = ComboBox(label="train on", choices=SOURCES, value=OBJECTS)
         self.image = common.layer_picker(self.viewer, "Image", "image")
-        self.labels = common.layer_picker(self.viewer, "Labels", "objects (labels)")
+        self.label_layer = common.layer_picker(self.viewer, "Labels", "objects (labels)")
         self.class_layer = ComboBox(label="class layer", choices=self._class_layers)
         self.class_column = ComboBox(label="class column", choices=self._class_columns)
         self.folder = LineEdit(label="dataset folder", tooltip="root/<class>/*.png")
-        inputs = Container(widgets=[self.source, self.image, self.labels, self.class_layer, self.class_column,
+        inputs = Container(widgets=[self.source, self.image, self.label_layer, self.class_layer, self.class_column,
                                     self.folder], labels=True)
         inputs.margins = (0, 0, 0, 0)
         self.data_note = common.note("")
@@ -138,11 +138,11 @@ class TrainClassifierWidget(Container):
         self.runner = JobRunner("Train classifier", self._finished, on_event=self._on_event,
                                 on_state=self._set_running)
         self.source.changed.connect(self._on_source)
-        for w in (self.image, self.labels, self.class_layer, self.class_column, self.folder):
+        for w in (self.image, self.label_layer, self.class_layer, self.class_column, self.folder):
             w.changed.connect(self._check)
         self._watched: Any = None
         self.class_layer.changed.connect(self._watch_features)
-        self.labels.changed.connect(self._watch_features)
+        self.label_layer.changed.connect(self._watch_features)
         self.source.changed.connect(self._watch_features)
         self.train_button.changed.connect(self.train)
         self.stop_button.changed.connect(self.runner.stop)
@@ -193,7 +193,7 @@ class TrainClassifierWidget(Container):
                 self._watched.events.features.disconnect(self._check)
             except (TypeError, ValueError, RuntimeError):
                 pass
-        layer = self.labels.value if self.source.value == OBJECTS else self.class_layer.value
+        layer = self.label_layer.value if self.source.value == OBJECTS else self.class_layer.value
         self._watched = layer
         if layer is not None and hasattr(layer.events, "features"):
             layer.events.features.connect(self._check)
@@ -206,7 +206,7 @@ class TrainClassifierWidget(Container):
         source = getattr(self, "source", None)
         if source is None:
             return []
-        layer = self.labels.value if source.value == OBJECTS else self.class_layer.value
+        layer = self.label_layer.value if source.value == OBJECTS else self.class_layer.value
         if layer is None:
             return []
         cols = [str(c) for c in getattr(layer.features, "columns", [])]
@@ -219,7 +219,7 @@ class TrainClassifierWidget(Container):
     def _on_source(self, value: Any = None) -> None:
         s = self.source.value
         self.image.visible = s in (OBJECTS, STACK)
-        self.labels.visible = s == OBJECTS
+        self.label_layer.visible = s == OBJECTS
         self.class_layer.visible = s == STACK
         self.class_column.visible = s in (OBJECTS, STACK)
         self.folder.visible = s == FOLDERS
@@ -230,7 +230,7 @@ class TrainClassifierWidget(Container):
     def _class_table(self) -> tuple[list[int], list[int], list[str]]:
         """(frames, labels, classes) of the annotated rows of the chosen layer."""
         s = self.source.value
-        layer = self.labels.value if s == OBJECTS else self.class_layer.value
+        layer = self.label_layer.value if s == OBJECTS else self.class_layer.value
         df = layer.features
         col = self.class_column.value
         cls = df[col].astype(str).fillna("")
@@ -249,7 +249,7 @@ class TrainClassifierWidget(Container):
             return None
         if self.image.value is None:
             return "Pick the Image layer the cells come from."
-        if s == OBJECTS and self.labels.value is None:
+        if s == OBJECTS and self.label_layer.value is None:
             return "Pick the Labels layer whose objects carry annotated classes (Classify widget: annotate)."
         if s == STACK and self.class_layer.value is None:
             return "Pick a layer whose features have 'frame' and a class column (e.g. 'HuSHeM classes')."
@@ -321,7 +321,7 @@ class TrainClassifierWidget(Container):
             data = {"image": np.asarray(self.image.value.data), "frames": frames, "labels": labels,
                     "classes": classes}
             if s == OBJECTS:
-                data["label_image"] = np.asarray(self.labels.value.data)
+                data["label_image"] = np.asarray(self.label_layer.value.data)
         build = self.build_config
         self.plot.clear()
         self.confusion.show_matrix(None, [])

@@ -147,7 +147,7 @@ class TrainSegmentationWidget(Container):
         self._closed = False
         self._probe_worker: Any = None
         self.image = common.layer_picker(self.viewer, "Image", "image")
-        self.labels = common.layer_picker(self.viewer, "Labels", "annotations")
+        self.label_layer = common.layer_picker(self.viewer, "Labels", "annotations")
         self.val_frames = LineEdit(label="validation frames", value="auto",
                                    tooltip="'auto', 'none', or frames like '3, 8'. Only annotated frames count.")
         self.frames_note = common.note()
@@ -163,7 +163,7 @@ class TrainSegmentationWidget(Container):
         buttons.margins = (0, 0, 0, 0)
         self.plot = LivePlot(metrics=("seg", "f1"))
         self.status = common.note("")
-        inputs = Container(widgets=[self.image, self.labels, self.val_frames], labels=True)
+        inputs = Container(widgets=[self.image, self.label_layer, self.val_frames], labels=True)
         inputs.margins = (0, 0, 0, 0)
         self.params.margins = (0, 0, 0, 0)
         self.extend([inputs, self.frames_note, self.params, self.browse_button, buttons, self.status])
@@ -172,7 +172,7 @@ class TrainSegmentationWidget(Container):
         self.runner = JobRunner("Train segmentation", self._finished, on_event=self._on_event,
                                 on_state=self._set_running)
         self.image.changed.connect(self._check)
-        self.labels.changed.connect(self._check)
+        self.label_layer.changed.connect(self._check)
         self.val_frames.changed.connect(self._check)
         self.params.preset.changed.connect(self._apply_preset)
         self.train_button.changed.connect(lambda: self.train())
@@ -211,7 +211,7 @@ class TrainSegmentationWidget(Container):
         """Frames of the annotations layer with at least one labelled pixel."""
         from ..data import annotated_frames
 
-        layer = self.labels.value
+        layer = self.label_layer.value
         if layer is None:
             return []
         data = layer.data
@@ -219,7 +219,7 @@ class TrainSegmentationWidget(Container):
 
     def check_inputs(self) -> str | None:
         """Why training cannot start (None when it can)."""
-        img, lab = self.image.value, self.labels.value
+        img, lab = self.image.value, self.label_layer.value
         if img is None or lab is None:
             return "Pick the movie (Image layer) and its annotations (Labels layer with a few frames painted)."
         shape = tuple(lab.data.shape)
@@ -241,7 +241,7 @@ class TrainSegmentationWidget(Container):
 
     def _check(self, value: Any = None) -> bool:
         why = self.check_inputs()
-        frames = self.annotated() if self.labels.value is not None else []
+        frames = self.annotated() if self.label_layer.value is not None else []
         text = f"Annotated frames: {', '.join(map(str, frames))} ({len(frames)})" if frames else ""
         self.frames_note.value = (text + ("\n" if text and why else "") + (why or "")) if (text or why) else ""
         common.set_invalid(self.val_frames, None)
@@ -274,7 +274,7 @@ class TrainSegmentationWidget(Container):
         from ..training import TrainSegParams
 
         p = self.params
-        val = parse_frames(self.val_frames.value, int(self.labels.value.data.shape[0]))
+        val = parse_frames(self.val_frames.value, int(self.label_layer.value.data.shape[0]))
         params = TrainSegParams.from_preset(
             p.preset.value, window=int(p.window.value), classes=int(p.classes.value), loss=p.loss.value,
             optimizer=p.optimizer.value, lr=float(p.lr.value), epochs=int(p.epochs.value),
@@ -317,9 +317,9 @@ class TrainSegmentationWidget(Container):
         if resume_path is not None and not resume_path.is_file():
             show_error(f"Train segmentation: nothing to continue: {resume_path} does not exist. Press Train.")
             return None
-        images, labels = self.image.value.data, self.labels.value.data
+        images, labels = self.image.value.data, self.label_layer.value.data
         image_axes = "TYXC" if getattr(self.image.value, "rgb", False) else None
-        sources = {"image_layer": self.image.value.name, "labels_layer": self.labels.value.name}
+        sources = {"image_layer": self.image.value.name, "labels_layer": self.label_layer.value.name}
         overwrite = bool(self.params.overwrite.value)
         if not resume:
             self.history = []
@@ -379,7 +379,7 @@ class TrainSegmentationWidget(Container):
             return
         self.stop_button.enabled = running
         self.params.enabled = not running
-        for w in (self.image, self.labels, self.val_frames):
+        for w in (self.image, self.label_layer, self.val_frames):
             w.enabled = not running
         if running:
             self.continue_button.enabled = False
