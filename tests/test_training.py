@@ -282,3 +282,57 @@ def test_shipped_demo_model_is_what_the_script_trains():
         "light", [0, 2, 4, 6, 8], [1, 3, 5, 7, 9], 100, 5, 0)
     # best epoch chosen on the odd frames; its recorded validation SEG (docs/performance.md)
     assert ckpt.meta["training"]["val_metrics"]["seg"] == pytest.approx(0.577, abs=5e-4)
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def _disk_probs(shape=(40, 40), centre=(20, 20), r_core=5, r_halo=6, core=0.95, halo=0.6, rest=0.1):
+    """3-class probabilities: a disk of P(cell) ``core`` inside a ring of ``halo``; labels = the core disk."""
+    fg = np.full(shape, rest, np.float32)
+    fg[disk(centre, r_halo, shape=shape)] = halo
+    fg[disk(centre, r_core, shape=shape)] = core
+    prob = np.stack([1 - fg, fg, np.zeros(shape, np.float32)])
+    gt = np.zeros(shape, np.int32)
+    gt[disk(centre, r_core, shape=shape)] = 1
+    return prob, gt
+
+
+def test_calibration_finds_the_threshold_that_matches_the_outline():
+    prob, gt = _disk_probs()
+    core = int(gt.sum())
+    halo = len(disk((20, 20), 6, shape=(40, 40))[0])  # pixels of the r=6 disk
+    cal = training.calibrate_postprocessing([prob], [gt], thresholds=(0.3, 0.5, 0.6, 0.7), min_sizes=(0, 30, 100))
+    # 0.3 and 0.5 keep the halo (IoU core/halo); from 0.6 on ("> 0.6" drops the 0.6 ring) the outline is exact;
+    # min size 100 removes the 69-px cell but not the 109-px halo. Ties go to the pair nearest the default (0.5, 30).
+    assert core == 69 and halo == 109
+    assert (cal["threshold"], cal["min_size"]) == (0.6, 30)
+    assert cal["seg"] == 1.0 and cal["default_seg"] == pytest.approx(69 / 109)
+    grid = {(t, m): s for t, m, s in cal["grid"]}
+    assert grid[(0.3, 0)] == pytest.approx(69 / 109) and grid[(0.5, 100)] == pytest.approx(69 / 109)
+    assert grid[(0.7, 100)] == 0.0 and grid[(0.7, 0)] == 1.0 and len(grid) == 12
+    assert cal["frames"] == 1
+    with pytest.raises(ValueError, match="at least one annotated frame"):
+        training.calibrate_postprocessing([prob], [], thresholds=(0.5,), min_sizes=(0,))
+    with pytest.raises(ValueError, match="no object"):
+        training.calibrate_postprocessing([prob], [np.zeros_like(gt)], thresholds=(0.5,), min_sizes=(0,))
+
+
+def test_training_stores_the_calibrated_post_processing(tmp_path):
+    img, lab = _movie()
+    res = run_job(train_segmentation(img, lab, _params(epochs=1, val_frames=[], calibrate="any"), tmp_path / "a"))
+    cal = res.calibration
+    assert cal["source"] == "training" and cal["frames"] == 2
+    assert cal["seg"] == max(s for _, _, s in cal["grid"]) and cal["seg"] >= cal["default_seg"]
+    ckpt = load_checkpoint(res.best_path, task="segmentation")
+    assert (ckpt.meta["threshold"], ckpt.meta["min_size"]) == (cal["threshold"], cal["min_size"])
+    assert ckpt.meta["calibration"]["grid"] == cal["grid"] and any("calibrated" in n for n in res.notes)
+    # default "validation": nothing to calibrate on without validation frames; "none" keeps the given values
+    for mode, out in (("validation", "b"), ("none", "c")):
+        res = run_job(train_segmentation(img, lab, _params(epochs=1, val_frames=[], calibrate=mode, threshold=0.4),
+                                         tmp_path / out))
+        meta = load_checkpoint(res.best_path, task="segmentation").meta
+        assert res.calibration is None and (meta["threshold"], meta["min_size"]) == (0.4, 10)
+        assert "calibration" not in meta
+    with pytest.raises(ValueError, match="calibrate must be one of none, validation, any"):
+        _first(train_segmentation(img, lab, _params(calibrate="yes"), tmp_path / "d"))

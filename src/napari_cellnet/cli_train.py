@@ -26,6 +26,7 @@ _FLAG_FIELDS = {
     "loss": "loss", "class_weighting": "class_weighting", "cell_weight": "cell_weight",
     "weight_map": "weight_map", "augment": "augment", "aug_rate": "aug_rate", "best_metric": "best_metric",
     "early_stopping": "early_stopping", "threshold": "threshold", "min_size": "min_size", "seed": "seed",
+    "calibrate": "calibrate",
     "device": "device", "threads": "threads", "fg_fraction": "fg_fraction",
 }
 
@@ -126,6 +127,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--early-stopping", type=int, default=None, help="stop after N epochs without improvement")
     train.add_argument("--threshold", type=float, default=None, help="foreground threshold stored in the model (0.5)")
     train.add_argument("--min-size", type=int, default=None, help="smallest cell in pixels stored in the model (30)")
+    train.add_argument("--calibrate", choices=["validation", "any", "none"], default=None,
+                       help="after training, choose threshold and min size by SEG on the validation frames "
+                            "(default), also on the training frames without validation (any), or keep them (none)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     run = p.add_argument_group("run")
     run.add_argument("--params", default=None, metavar="JSON",
@@ -225,6 +229,10 @@ def train_seg(args: argparse.Namespace) -> int:
         lines.append(f"early stopping after {res.epochs_done} epochs")
     if res.best:
         lines.append(f"best {res.best['metric']} {res.best['value']:.4f} at epoch {res.best['epoch']}: {res.best_path}")
+    if res.calibration:
+        c = res.calibration
+        lines.append(f"post-processing calibrated on the {c['source']} frames: threshold {c['threshold']:.2f}, "
+                     f"min size {c['min_size']} px (SEG {c['default_seg']:.3f} -> {c['seg']:.3f})")
     if res.last_path is not None:
         lines.append(f"last: {res.last_path}")
     lines.append(f"parameters: {res.out_dir / 'params.json'}; history: {res.out_dir / 'history.csv'}")

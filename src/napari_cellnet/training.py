@@ -60,6 +60,7 @@ from .losses import (
 
 MODEL_NAME = "temporal_unet"
 BEST, LAST, PARAMS, HISTORY = "best.pt", "last.pt", "params.json", "history.csv"
+CALIBRATE_MODES = ("none", "validation", "any")
 BEST_METRICS = {"seg": "max", "f1": "max", "ap": "max", "instance_f1": "max", "val_loss": "min"}
 CLASS_NAMES = {2: ["background", "cell"], 3: ["background", "cell", "boundary"]}
 # Parameters that change the network or the data stream: a resumed run must keep them.
@@ -133,6 +134,12 @@ class TrainSegParams:
         Stop after this many epochs without a better ``best_metric`` (0 = never).
     threshold, min_size : float, int
         Post-processing used for validation and stored in the model for inference.
+    calibrate : {"none", "validation", "any"}
+        After training, choose the threshold and minimum size that maximise SEG
+        (:func:`calibrate_postprocessing`) and store them in ``best.pt``: ``"validation"``
+        on the validation frames only (nothing changes without them), ``"any"`` on the
+        training frames when there is no validation frame, ``"none"`` keeps ``threshold``
+        and ``min_size``.
     seed : int
         Seed of the weights, the patches and the augmentation.
     device : str
@@ -179,6 +186,7 @@ class TrainSegParams:
     early_stopping: int = 0
     threshold: float = 0.5
     min_size: int = 30
+    calibrate: str = "validation"
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -276,6 +284,8 @@ class TrainSegParams:
             raise ValueError(f"early_stopping must be >= 0 epochs (0 = off), got {self.early_stopping}.")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}.")
+        if self.calibrate not in CALIBRATE_MODES:
+            raise ValueError(f"calibrate must be one of {', '.join(CALIBRATE_MODES)}, got {self.calibrate!r}.")
         self.augment_params()
 
 
@@ -305,6 +315,8 @@ class TrainResult:
         What was chosen automatically (validation frames ...).
     wall_s : float
         Seconds this call ran.
+    calibration : dict or None
+        What :func:`calibrate_postprocessing` chose for ``best.pt`` (and on which frames).
     """
 
     out_dir: Path
@@ -318,6 +330,7 @@ class TrainResult:
     params: TrainSegParams
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    calibration: dict[str, Any] | None = None
 
     @property
     def model_path(self) -> Path | None:
@@ -426,6 +439,91 @@ def _validate(net: torch.nn.Module, val: Sequence[FrameSample], device: torch.de
     out = {k: float(sum(n * r[k] for n, r in reports) / total) for k in keys}
     out["val_loss"] = float(np.mean(losses))
     return out
+
+
+CALIBRATION_THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(13))  # 0.30 .. 0.90
+CALIBRATION_MIN_SIZES = (0, 10, 20, 30, 50, 100)
+CALIBRATION_MAX_FRAMES = 8
+
+
+def calibrate_postprocessing(
+    probs: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    thresholds: Sequence[float] = CALIBRATION_THRESHOLDS,
+    min_sizes: Sequence[int] = CALIBRATION_MIN_SIZES,
+    default: tuple[float, int] = (0.5, 30),
+) -> dict[str, Any]:
+    """The foreground threshold and minimum object size that maximise CTC SEG on annotated frames.
+
+    A network trained with class weights and Dice predicts cells a little larger or smaller
+    than the annotator drew them; the threshold of
+    :func:`~napari_cellnet.postprocessing.probabilities_to_labels` moves every predicted
+    outline in or out, and the minimum size removes specks. Both are chosen here by a grid
+    search of SEG, objects pooled over the frames (ties go to the pair nearest ``default``).
+
+    Parameters
+    ----------
+    probs : sequence of ndarray, each shape (classes, Y, X)
+        Softmax probabilities of the frames (as :func:`~napari_cellnet.inference.predict_windows` gives).
+    labels : sequence of ndarray, each shape (Y, X), int
+        Their instance labels.
+    thresholds, min_sizes : sequences
+        The grid.
+    default : (float, int)
+        The uncalibrated pair, reported for comparison and preferred on ties.
+
+    Returns
+    -------
+    dict
+        ``threshold``, ``min_size``, ``seg`` (at the chosen pair), ``default_seg`` (at
+        ``default``), ``frames`` (how many) and ``grid`` (``[threshold, min_size, seg]`` rows).
+    """
+    from .metrics import seg_score
+    from .postprocessing import probabilities_to_labels
+
+    if len(probs) != len(labels) or not len(probs):
+        raise ValueError("Calibration needs the probabilities and labels of at least one annotated frame.")
+    gts = [np.asarray(g).astype(np.int64) for g in labels]
+    pairs = [(float(t), int(m)) for t in thresholds for m in min_sizes]
+    if (float(default[0]), int(default[1])) not in pairs:
+        pairs.append((float(default[0]), int(default[1])))
+
+    def seg_of(thr: float, ms: int) -> float:
+        total, n = 0.0, 0
+        for p, g in zip(probs, gts, strict=True):
+            k = int(np.count_nonzero(np.unique(g)))
+            if k == 0:
+                continue
+            s = seg_score(g, probabilities_to_labels(p, threshold=thr, min_size=ms))
+            total, n = total + s * k, n + k
+        return total / n if n else float("nan")
+
+    grid = [[thr, ms, seg_of(thr, ms)] for thr, ms in pairs]
+    scored = [r for r in grid if not math.isnan(r[2])]
+    if not scored:
+        raise ValueError("The calibration frames hold no object; annotate at least one cell.")
+    dist = lambda r: abs(r[0] - default[0]) + abs(r[1] - default[1]) / 100.0  # noqa: E731
+    best = max(scored, key=lambda r: (round(r[2], 6), -dist(r)))
+    base = next(r for r in grid if r[0] == float(default[0]) and r[1] == int(default[1]))
+    return {"threshold": float(best[0]), "min_size": int(best[1]), "seg": float(best[2]),
+            "default_seg": float(base[2]), "frames": len(probs), "grid": grid}
+
+
+def _calibrate_best(path: Path, frames: Sequence[FrameSample], device: torch.device, source: str) -> dict[str, Any]:
+    """Calibrate ``best.pt``'s threshold and minimum size on ``frames`` and re-save it."""
+    from .models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, task="segmentation")
+    net = ckpt.build(device)
+    use = list(frames)[:CALIBRATION_MAX_FRAMES]
+    probs = _forward_full(net, [s.window for s in use], device)
+    default = (float(ckpt.meta.get("threshold", 0.5)), int(ckpt.meta.get("min_size", 30)))
+    cal = calibrate_postprocessing(probs, [s.labels for s in use], default=default)
+    cal["source"] = source
+    meta = dict(ckpt.meta)
+    meta.update(threshold=cal["threshold"], min_size=cal["min_size"], calibration=cal)
+    _save(path, net, ckpt.config, meta)
+    return cal
 
 
 def _class_weights(params: TrainSegParams, samples: Sequence[FrameSample]) -> np.ndarray | None:
@@ -657,6 +755,20 @@ def _train(
         return TrainResult(out, best_path, last_path, history, best, stopped, early, len(history), params,
                            notes, time.perf_counter() - t_start)
 
+    def finish(early: bool) -> Generator[Progress, Any, TrainResult]:
+        """End of a run that was not stopped: calibrate best.pt's post-processing, then the result."""
+        cal = None
+        frames, source = (val, "validation") if val else (train, "training")
+        wanted = params.calibrate == "any" or (params.calibrate == "validation" and bool(val))
+        if wanted and best is not None and (out / BEST).exists():
+            yield Progress("calibrate", 0, 1, f"choosing the threshold and minimum size on the {source} frames")
+            cal = _calibrate_best(out / BEST, frames, device, source)
+            notes.append(f"post-processing calibrated on the {source} frames: threshold {cal['threshold']:.2f}, "
+                         f"min size {cal['min_size']} px (SEG {cal['default_seg']:.3f} -> {cal['seg']:.3f})")
+        res = result(False, early, last_path)
+        res.calibration = cal
+        return res
+
     n_train = len(train)
     yield Progress("prepare", 1, 1,
                    f"{n_train} training frame(s), {len(val)} validation frame(s), {len(sampler)} patches of "
@@ -739,8 +851,8 @@ def _train(
                                 eta_s=eta, message=msg)
         if early:
             notes.append(f"early stopping: no better {metric_name} for {bad_epochs} epochs")
-            return result(False, True, last_path)
+            return (yield from finish(True))
         if sent == STOP or stop_after_epoch:
             notes.append(f"stopped after epoch {epoch}")
             return result(True, False, last_path)
-    return result(False, False, last_path)
+    return (yield from finish(False))
