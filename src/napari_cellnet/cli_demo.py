@@ -37,18 +37,24 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=600.0, help="Give up after this many seconds (headless).")
 
 
-def _wait(runner: Any, timeout: float) -> bool:
-    """Process Qt events until the widget's job ends; False on timeout."""
-    from qtpy.QtWidgets import QApplication
+def _pump(ms: int = 20) -> None:
+    """Run the Qt event loop for ``ms`` milliseconds (no Python polling loop competing with
+    the worker thread for the GIL)."""
+    from qtpy.QtCore import QEventLoop, QTimer
 
-    app = QApplication.instance()
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec_()
+
+
+def _wait(runner: Any, timeout: float, widget: Any = None) -> bool:
+    """Run the event loop until the widget's job (and its result layers) are done; False on timeout."""
     t0 = time.perf_counter()
-    while runner.running:
-        app.processEvents()
-        time.sleep(0.005)
+    while runner.running or (widget is not None and widget.busy):
+        _pump(20)
         if time.perf_counter() - t0 > timeout:
             return False
-    app.processEvents()
+    _pump(1)
     return True
 
 
@@ -94,14 +100,10 @@ def build_demo(model: str | None = None, frames: int | None = None, show: bool =
 
 def _wait_probe(widget: Any, device: str = "auto", timeout: float = 120.0) -> None:
     """Wait until the widget has detected the devices and read the model, then pick ``device``."""
-    from qtpy.QtWidgets import QApplication
-
-    app = QApplication.instance()
     t0 = time.perf_counter()
     while (widget._probe_worker is not None) and time.perf_counter() - t0 < timeout:
-        app.processEvents()
-        time.sleep(0.005)
-    app.processEvents()
+        _pump(20)
+    _pump(1)
     choices = list(widget.params.device.choices)
     if device not in choices:
         raise ValueError(f"Device {device!r} is not available here; choose one of {', '.join(choices)}.")
@@ -124,7 +126,7 @@ def run_headless(out_dir: str | Path, model: str | None = None, device: str = "a
         worker = widget.run()
         if worker is None:
             raise ValueError(f"The Segment widget refused to run: {widget.status.value}")
-        if not _wait(widget.runner, timeout):
+        if not _wait(widget.runner, timeout, widget):
             widget.runner.stop()
             _wait(widget.runner, 60)
             raise TimeoutError(f"The demo did not finish within {timeout:.0f} s.")
@@ -163,11 +165,8 @@ def run_headless(out_dir: str | Path, model: str | None = None, device: str = "a
 
 
 def _screenshot(viewer: Any, path: Path) -> None:
-    from qtpy.QtWidgets import QApplication
-
     viewer.window.resize(1400, 900)
-    for _ in range(5):
-        QApplication.instance().processEvents()
+    _pump(100)
     viewer.screenshot(str(path), canvas_only=False, flash=False)
 
 
