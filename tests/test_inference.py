@@ -127,6 +127,25 @@ def test_stop_keeps_the_frames_already_done(movie, ckpt):
     assert res.probabilities[:2].any() and not res.probabilities[2:].any()
 
 
+def test_resume_after_stop_continues_frames_and_ids_exactly(movie, ckpt):
+    full = run_job(segment(movie, ckpt, batch=1, **T1))
+    frames = []
+
+    def count(event):
+        if isinstance(event, Progress) and event.stage == "frame" and event.parent is None:
+            frames.append(event.index)
+
+    first = run_job(segment(movie, ckpt, batch=1, **T1), on_event=count, should_stop=lambda: bool(frames) and frames[-1] >= 2)
+    assert first.stopped and first.frames_done == [0, 1]
+    rest = run_job(segment(movie, ckpt, batch=1, start=2, previous_labels=first.labels[1],
+                           next_id=int(first.labels.max()) + 1, **T1))
+    assert rest.frames_done == [2, 3, 4] and not rest.labels[:2].any()
+    np.testing.assert_array_equal(rest.labels[2:], full.labels[2:])  # the IDs of one uninterrupted run
+    np.testing.assert_array_equal(rest.probabilities[2:], full.probabilities[2:])
+    with pytest.raises(ValueError, match="outside the movie"):
+        run_job(segment(movie, ckpt, start=5, **T1))
+
+
 def test_drift_and_background_options_are_recorded(movie, tmp_path):
     ck = save_tiny(tmp_path / "d.pt", drift=True, background_subtraction=True)
     res = run_job(segment(movie[:3], ck, **T1))

@@ -408,6 +408,9 @@ def segment(
     on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     stop_keeps: bool = True,
     threads: int | None = None,
+    start: int = 0,
+    previous_labels: np.ndarray | None = None,
+    next_id: int | None = None,
 ) -> Generator[Progress, Any, SegmentationResult]:
     """Segment a time-lapse movie; a job generator (yields progress, returns the result).
 
@@ -459,6 +462,16 @@ def segment(
         On STOP return the frames done so far (True) or raise ``InterruptedError``.
     threads : int, optional
         CPU threads for torch; default all cores the process may use.
+    start : int
+        First frame to segment: resumes a stopped run. Normalisation and background are
+        computed from the whole movie exactly as in the first run, so frames match. Frames
+        before ``start`` are left zero and are not handed to ``on_frame``.
+    previous_labels : ndarray of int, shape (Y, X), optional
+        With ``start``: the labels of the last frame the earlier run finished, so IDs
+        continue through time instead of starting again.
+    next_id : int, optional
+        With ``previous_labels``: the first ID the earlier run did not use (default: one
+        more than the largest ID in ``previous_labels``).
 
     Yields
     ------
@@ -506,7 +519,10 @@ def segment(
     axes = axes or guess_axes(shape)
     frames = _MovieFrames(movie, axes, channel, in_channels)
     T, C, Y, X = frames.shape
-    todo = pp.valid_frames(T, window, edge)
+    if not 0 <= int(start) < T:
+        raise ValueError(f"start={start} is outside the movie (frames 0..{T - 1}).")
+    valid = pp.valid_frames(T, window, edge)
+    todo = [t for t in valid if t >= int(start)]
     net = ckpt.build(dev)
     if hasattr(net, "fuse_batchnorm"):
         net.fuse_batchnorm()
@@ -566,12 +582,15 @@ def segment(
     probs_out = np.zeros((T, Y, X), np.float32) if keep and keep_probabilities else None
     labels_out = np.zeros((T, Y, X), np.int32) if keep else None
     matcher = TimeMatcher(min_iou)
+    if previous_labels is not None:
+        if tuple(np.shape(previous_labels)) != (Y, X):
+            raise ValueError(f"previous_labels has shape {np.shape(previous_labels)}, frames are {(Y, X)}.")
+        matcher.resume(previous_labels, next_id)
     feats: dict[str, list[np.ndarray]] = {k: [] for k in ("frame", "label", "area", "centroid_y", "centroid_x")}
     done: list[int] = []
-    todo_set = set(todo)
     zero_p = np.zeros((Y, X), np.float32)
     zero_l = np.zeros((Y, X), np.int32)
-    next_emit = 0  # frames are handed out in order
+    next_emit = int(start)  # frames are handed out in order
     stopped = False
 
     def emit(t: int, p: np.ndarray, lab: np.ndarray) -> None:
@@ -647,7 +666,8 @@ def segment(
     params.update({
         "frames_done": len(done),
         "frames_total": T,
-        "skipped_frames": sorted(set(range(T)) - todo_set),
+        "skipped_frames": sorted(set(range(T)) - set(valid)),
+        "start": int(start),
         "stopped": stopped,
         "seconds": round(time.perf_counter() - t_start, 3),
         "oom_retries": state.get("retries", []),

@@ -247,6 +247,22 @@ class TimeMatcher:
         self._prev_ids = ids
         return ids[cur].astype(np.int32)
 
+    def resume(self, labels: np.ndarray, next_id: int | None = None) -> None:
+        """Continue after a frame that already carries movie-wide IDs (resuming a stopped run).
+
+        Parameters
+        ----------
+        labels : ndarray of int, shape (Y, X)
+            The last finished frame, with the IDs the earlier run gave it.
+        next_id : int, optional
+            First ID not used anywhere in the earlier run; at least ``labels.max() + 1``.
+        """
+        lab = np.asarray(labels)
+        self._prev = _relabel(lab)
+        present = np.unique(lab[lab > 0]).astype(np.int64)  # sorted, as _relabel numbers them
+        self._prev_ids = np.concatenate([[0], present])
+        self.next_id = max(int(next_id or 1), int(present.max(initial=0)) + 1)
+
 
 def match_labels_through_time(labels: np.ndarray, min_iou: float = 0.3) -> np.ndarray:
     """Give each cell the same ID in every frame it is followed through.
