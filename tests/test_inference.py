@@ -137,11 +137,20 @@ def test_resume_after_stop_continues_frames_and_ids_exactly(movie, ckpt):
 
     first = run_job(segment(movie, ckpt, batch=1, **T1), on_event=count, should_stop=lambda: bool(frames) and frames[-1] >= 2)
     assert first.stopped and first.frames_done == [0, 1]
-    rest = run_job(segment(movie, ckpt, batch=1, start=2, previous_labels=first.labels[1],
-                           next_id=int(first.labels.max()) + 1, **T1))
+    again = first.resume_arguments()
+    assert again["start"] == 2 and again["next_id"] == int(first.labels.max()) + 1
+    rest = run_job(segment(movie, ckpt, batch=1, **again, **T1))
     assert rest.frames_done == [2, 3, 4] and not rest.labels[:2].any()
     np.testing.assert_array_equal(rest.labels[2:], full.labels[2:])  # the IDs of one uninterrupted run
     np.testing.assert_array_equal(rest.probabilities[2:], full.probabilities[2:])
+    whole = first.extended_by(rest)
+    assert whole.frames_done == full.frames_done and not whole.stopped
+    np.testing.assert_array_equal(whole.labels, full.labels)
+    np.testing.assert_array_equal(whole.tracks, full.tracks)
+    for key in full.features:
+        np.testing.assert_array_equal(whole.features[key], full.features[key])
+    with pytest.raises(ValueError, match="nothing to resume"):
+        full.resume_arguments()
     with pytest.raises(ValueError, match="outside the movie"):
         run_job(segment(movie, ckpt, start=5, **T1))
 

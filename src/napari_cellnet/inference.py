@@ -86,6 +86,50 @@ class SegmentationResult:
         """Binary foreground mask ``(T, Y, X)`` (``labels > 0``)."""
         return None if self.labels is None else self.labels > 0
 
+    def resume_arguments(self) -> dict[str, Any]:
+        """Keywords for :func:`segment` that continue this stopped run where it ended.
+
+        Raises
+        ------
+        ValueError
+            If the run was not stopped, kept no labels, or did not finish a frame.
+        """
+        if not self.stopped:
+            raise ValueError("This run finished every frame; there is nothing to resume.")
+        if self.labels is None or not self.frames_done:
+            raise ValueError("Nothing to resume from: no frame was finished (run it again instead).")
+        last = max(self.frames_done)
+        return {"start": last + 1, "previous_labels": self.labels[last], "next_id": int(self.labels.max()) + 1}
+
+    def extended_by(self, later: SegmentationResult) -> SegmentationResult:
+        """This stopped run with the frames of ``later`` (a run resumed from it) added."""
+        start = int(later.params.get("start", 0))
+
+        def join(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            if a is None or b is None:
+                return None
+            out = a.copy()
+            out[start:] = b[start:]
+            return out
+
+        early = {k: np.asarray(v) for k, v in self.features.items()}
+        keep = early["frame"] < start if "frame" in early else slice(None)
+        features = {k: np.concatenate([early[k][keep], np.asarray(later.features.get(k, []))])
+                    for k in early}
+        params = dict(later.params)
+        params["frames_done"] = len(self.frames_done) + len(later.frames_done)
+        params["resumed_at"] = start
+        return SegmentationResult(
+            probabilities=join(self.probabilities, later.probabilities),
+            labels=join(self.labels, later.labels),
+            tracks=tracks_from_features(features),
+            frames_done=sorted(set(self.frames_done) | set(later.frames_done)),
+            params=params,
+            graph={**self.graph, **later.graph},
+            features=features,
+            stopped=later.stopped,
+        )
+
 
 # ---------------------------------------------------------------------------
 # The network on windows

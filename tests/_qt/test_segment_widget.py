@@ -153,7 +153,18 @@ def test_stop_keeps_the_frames_already_done(make_napari_viewer, qtbot, wait_idle
     assert not labels[k:].any()  # frames not reached are empty ...
     assert all(labels[t].any() or result.probabilities[t].max() <= 0.5 for t in range(k))  # ... done ones are kept
     assert "Stopped" in widget.status.value and f"{k} of 10" in widget.status.value
-    assert widget.run_button.enabled and not widget.stop_button.enabled
+    assert widget.run_button.enabled and not widget.stop_button.enabled and widget.resume_button.enabled
+
+    # Resume finishes the movie with the IDs one uninterrupted run gives
+    widget.resume()
+    wait_idle(widget)
+    assert not widget.result.stopped and widget.result.frames_done == list(range(10))
+    assert not widget.resume_button.enabled
+    from napari_cellnet.jobs import run_job
+
+    args = {k: v for k, v in widget._args.items() if k != "resume"}
+    uninterrupted = run_job(widget.make_job(args))
+    np.testing.assert_array_equal(viewer.layers["movie labels"].data, uninterrupted.labels)
 
 
 def test_unloadable_model_notifies_and_leaves_viewer_usable(make_napari_viewer, qtbot, wait_idle, seg_checkpoint,

@@ -185,6 +185,7 @@ class SegmentWidget(Container):
         super().__init__(labels=False)
         self.viewer = napari_viewer
         self.result: Any = None
+        self._resuming: Any = None  # the stopped result a running resume will extend
         self.model_info: dict[str, Any] | None = None
         self.outputs: dict[str, Any] = {}
         self._source: Any = None
@@ -198,10 +199,13 @@ class SegmentWidget(Container):
         self.device_note = common.note("detecting devices…")
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
+        self.resume_button = PushButton(text="Resume", enabled=False,
+                                        tooltip="Continue a stopped run from its next frame, with the same settings.")
         self.defaults_button = PushButton(text="Restore defaults")
         self.browse_button = PushButton(text="Browse for a checkpoint…")
         self.status = common.note("")
-        buttons = Container(widgets=[self.run_button, self.stop_button, self.defaults_button], layout="horizontal",
+        buttons = Container(widgets=[self.run_button, self.stop_button, self.resume_button, self.defaults_button],
+                            layout="horizontal",
                             labels=False)
         buttons.margins = (0, 0, 0, 0)
         inputs = Container(widgets=[self.image, self.axes], labels=True)
@@ -219,6 +223,7 @@ class SegmentWidget(Container):
         self.params.min_size.changed.connect(self._schedule_relabel)
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.runner.stop)
+        self.resume_button.changed.connect(self.resume)
         self.defaults_button.changed.connect(self.restore_defaults)
         self.browse_button.changed.connect(self._browse)
         common.MODELS.added.connect(self._on_model_added)
@@ -386,7 +391,7 @@ class SegmentWidget(Container):
         ckpt = _load_for_segment(args["path"], args["background"])
         return segment(args["movie"], ckpt, axes=args["axes"], device=args["device"], tile=args["tile"],
                        threshold=args["threshold"], min_size=args["min_size"], edge=args["edge"],
-                       keep_probabilities=args["keep_probabilities"])
+                       keep_probabilities=args["keep_probabilities"], **args.get("resume", {}))
 
     def run(self) -> Any:
         """Start segmenting the selected layer; returns the worker (None if inputs are invalid)."""
@@ -401,13 +406,34 @@ class SegmentWidget(Container):
             return None
         self._source = args["layer"]
         self._args = args
+        self._resuming = None
         self.status.value = f"Segmenting {args['layer'].name!r} …"
+        return self.runner.start(lambda: self.make_job(args), threads=cpu_threads())
+
+    def resume(self) -> Any:
+        """Continue the last, stopped run from its next frame; returns the worker (or None)."""
+        stopped = self.result
+        if self.runner.running or stopped is None or not stopped.stopped:
+            return None
+        if self._source not in self.viewer.layers:
+            show_error("Segment: the image layer of the stopped run is gone; press Run to start again.")
+            return None
+        try:
+            args = {**self._args, "resume": stopped.resume_arguments()}
+        except ValueError as err:
+            show_error(f"Segment: {err}")
+            return None
+        self._resuming = stopped
+        start = args["resume"]["start"]
+        self.status.value = f"Resuming {self._source.name!r} from frame {start} with the stopped run's settings …"
         return self.runner.start(lambda: self.make_job(args), threads=cpu_threads())
 
     def _set_running(self, running: bool) -> None:
         if self._closed:
             return
         self.stop_button.enabled = running
+        self.resume_button.enabled = (not running and self.result is not None and bool(self.result.stopped)
+                                      and self.runner.last_error is None)
         self.params.enabled = not running
         self.image.enabled = not running
         self.axes.enabled = not running
@@ -418,6 +444,9 @@ class SegmentWidget(Container):
     def _show_result(self, result: Any) -> None:
         if self._closed:
             return
+        if self._resuming is not None:
+            result = self._resuming.extended_by(result)
+            self._resuming = None
         self.result = result
         self._publish(result.labels, result.probabilities, result.tracks, result.graph, result.features,
                       result.params)
