@@ -18,7 +18,6 @@ and the CLI module itself stays free of Qt.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -154,7 +153,7 @@ def run_headless(out_dir: str | Path, model: str | None = None, device: str = "a
             "parameters": params,
             "metrics": report,
         }
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+        io.write_json(out / "metrics.json", summary)
         viewer.layers["C2C12 ground truth"].visible = False
         viewer.dims.set_current_step(0, 0)
         _screenshot(viewer, out / "screenshot.png")
@@ -168,18 +167,6 @@ def _screenshot(viewer: Any, path: Path) -> None:
     viewer.window.resize(1400, 900)
     _pump(100)
     viewer.screenshot(str(path), canvas_only=False, flash=False)
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
 
 
 @command("demo", _add_arguments)

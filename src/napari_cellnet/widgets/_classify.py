@@ -110,7 +110,7 @@ def class_colormap(class_names: list[str]) -> Any:
     return DirectLabelColormap(color_dict=colors)
 
 
-class ClassifyWidget(Container):
+class ClassifyWidget(common.DeviceProbing, Container):
     """Classify cells (objects of a Labels layer, a gallery stack or a folder) and annotate classes."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -166,29 +166,7 @@ class ClassifyWidget(Container):
         self._on_model()
         self._probe_devices()
 
-    @property
-    def busy(self) -> bool:
-        return bool(self.runner.running or self._probe_worker is not None)
-
     # ------------------------------------------------------------------ inputs
-    def _probe_devices(self) -> None:
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(common.probe_devices, _ignore_errors=True)
-
-        def done(devices: dict[str, str]) -> None:
-            if self._closed:
-                return
-            current = self.params.device.value
-            self.params.device.reset_choices()
-            if current in devices:
-                self.params.device.value = current
-
-        worker.returned.connect(done)
-        worker.finished.connect(lambda: setattr(self, "_probe_worker", None))
-        self._probe_worker = worker
-        worker.start()
-
     def _on_mode(self, value: Any = None) -> None:
         mode = self.mode.value
         self.image.visible = mode in (OBJECTS, STACK)

@@ -180,3 +180,37 @@ def probe_devices() -> dict[str, str]:
 def device_choices(widget: Any = None) -> list[str]:
     names = list(DEVICES) if DEVICES else ["auto", "cpu"]
     return names
+
+
+class DeviceProbing:
+    """Mixin for job widgets: fills the device list in a background thread (probing CUDA
+    imports torch, which must not happen while napari loads the widget) and reports busy
+    while that probe or the job runs. Expects ``runner``, ``params.device``, ``_closed``
+    and ``_probe_worker`` on the widget."""
+
+    runner: Any
+    params: Any
+    _closed: bool
+    _probe_worker: Any
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.runner.running or self._probe_worker is not None)
+
+    def _probe_devices(self) -> None:
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(probe_devices, _ignore_errors=True)
+
+        def done(devices: dict[str, str]) -> None:
+            if self._closed:
+                return
+            current = self.params.device.value
+            self.params.device.reset_choices()
+            if current in devices:
+                self.params.device.value = current
+
+        worker.returned.connect(done)
+        worker.finished.connect(lambda: setattr(self, "_probe_worker", None))
+        self._probe_worker = worker
+        worker.start()

@@ -101,7 +101,7 @@ def _feature_layers(layer: Any) -> bool:
     return "frame" in cols and len(cols) > 1
 
 
-class TrainClassifierWidget(Container):
+class TrainClassifierWidget(common.DeviceProbing, Container):
     """Train a cell-morphology classifier with k-fold cross-validation (dock widget)."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -153,28 +153,6 @@ class TrainClassifierWidget(Container):
         self._on_source()
         self._watch_features()
         self._probe_devices()
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.runner.running or self._probe_worker is not None)
-
-    def _probe_devices(self) -> None:
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(common.probe_devices, _ignore_errors=True)
-
-        def done(devices: dict[str, str]) -> None:
-            if self._closed:
-                return
-            current = self.params.device.value
-            self.params.device.reset_choices()
-            if current in devices:
-                self.params.device.value = current
-
-        worker.returned.connect(done)
-        worker.finished.connect(lambda: setattr(self, "_probe_worker", None))
-        self._probe_worker = worker
-        worker.start()
 
     # ------------------------------------------------------------------ inputs
     def _reset_class_choices(self, event: Any = None) -> None:

@@ -136,7 +136,7 @@ def parse_frames(text: str, n_frames: int) -> list[int] | None:
     return sorted(set(out))
 
 
-class TrainSegmentationWidget(Container):
+class TrainSegmentationWidget(common.DeviceProbing, Container):
     """Train a temporal U-Net on annotated frames of a Labels layer (dock widget)."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -183,28 +183,6 @@ class TrainSegmentationWidget(Container):
         self.native.destroyed.connect(self._on_destroyed)
         self._check()
         self._probe_devices()
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.runner.running or self._probe_worker is not None)
-
-    def _probe_devices(self) -> None:
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(common.probe_devices, _ignore_errors=True)
-
-        def done(devices: dict[str, str]) -> None:
-            if self._closed:
-                return
-            current = self.params.device.value
-            self.params.device.reset_choices()
-            if current in devices:
-                self.params.device.value = current
-
-        worker.returned.connect(done)
-        worker.finished.connect(lambda: setattr(self, "_probe_worker", None))
-        self._probe_worker = worker
-        worker.start()
 
     # ------------------------------------------------------------------ inputs
     def annotated(self) -> list[int]:
