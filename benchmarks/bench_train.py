@@ -8,10 +8,13 @@ Prints two markdown tables (pasted into ``docs/performance.md``):
    on the CPU with 1 thread and with every core, and on CUDA when a GPU is present.
 2. **Quality** on the bundled C2C12 movie (10 frames, 234x234, labels on every frame):
    train on frames 0,2,4,6,8; the odd frames 1,3,5,7,9 are never a training target but
-   still feed the windows as neighbours. The best checkpoint (by validation SEG on the odd
-   frames) is then run through :func:`napari_cellnet.inference.segment` on the whole movie
-   and scored on the odd frames with CTC SEG, pixel F1 and AP@0.5 -- window 1 vs window 5,
-   with the wall time of each training run.
+   still feed the windows as neighbours. Nothing is chosen on the odd frames: there is no
+   validation (``best.pt`` is the epoch with the lowest training loss) and, with
+   ``--calibrate any``, the threshold and minimum size are calibrated on the training
+   frames. The model is then run through :func:`napari_cellnet.inference.segment` on the
+   whole movie (with the post-processing stored in it) and scored on the odd frames with
+   CTC SEG, pixel F1 and AP@0.5 -- window 1 vs window 5, with the wall time of each
+   training run (calibration included).
 
 Run::
 
@@ -102,20 +105,25 @@ def throughput(device: torch.device, threads: int, steps: int, repeats: int, bat
     return out
 
 
-def quality(window: int, epochs: int, aug_rate: int, threads: int, out: Path, device: str) -> dict[str, float]:
-    """Train on the even frames, score the best model's inference on the odd frames."""
+def quality(window: int, epochs: int, aug_rate: int, threads: int, out: Path, device: str,
+            calibrate: str = "any", seed: int = 0) -> dict[str, float]:
+    """Train on the even frames (no validation), score the model's inference on the odd frames."""
+    from napari_cellnet.models.checkpoint import load_checkpoint
+
     img, lab = load_c2c12()
-    params = TrainSegParams(window=window, frames=TRAIN, val_frames=VAL, epochs=epochs, aug_rate=aug_rate,
-                            threads=threads, device=device)
+    params = TrainSegParams(window=window, frames=TRAIN, val_frames=[], epochs=epochs, aug_rate=aug_rate,
+                            threads=threads, device=device, calibrate=calibrate, seed=seed)
     t0 = time.perf_counter()
     res = run_job(train_segmentation(img, lab, params, out / f"window{window}", overwrite=True))
     wall = time.perf_counter() - t0
+    meta = load_checkpoint(res.best_path, task="segmentation").meta
     seg = run_job(segment(img, res.best_path, device=device, threads=threads))
     rep = segmentation_report(seg.labels[VAL], lab[VAL].astype(np.int32))
+    train_rep = segmentation_report(seg.labels[TRAIN], lab[TRAIN].astype(np.int32))
     return {"window": window, "epochs": res.epochs_done, "best_epoch": res.best["epoch"],
-            "val_seg": res.best["value"], "last_seg": res.history[-1]["seg"], "seg": rep["seg"], "f1": rep["f1"], "ap": rep["ap"],
-            "precision": rep["precision"], "recall": rep["recall"], "wall_s": wall,
-            "steps": res.epochs_done * int(np.ceil(len(TRAIN) * 4 * aug_rate / params.batch_size))}
+            "threshold": meta["threshold"], "min_size": meta["min_size"], "train_seg": train_rep["seg"],
+            "seg": rep["seg"], "f1": rep["f1"], "ap": rep["ap"],
+            "precision": rep["precision"], "recall": rep["recall"], "wall_s": wall}
 
 
 def memory(out: Path, T: int = 100, size: int = 1024, annotated: tuple[int, ...] = (10, 40, 70, 95),
@@ -159,6 +167,10 @@ def main() -> None:
     ap.add_argument("--aug-rate", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads for the quality runs (1 is fastest when the cores are shared)")
+    ap.add_argument("--calibrate", choices=["any", "none"], default="any",
+                    help="calibrate threshold and min size on the training frames (any) or keep 0.5 / 30 (none)")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds of the quality runs (one row each)")
+    ap.add_argument("--windows", default="1,5", help="comma-separated windows of the quality runs")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="3 epochs, 3 steps: a smoke run")
@@ -201,15 +213,16 @@ def main() -> None:
         return
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"\n### C2C12: train on frames {TRAIN}, score on {VAL} ({args.epochs} epochs, aug rate "
-          f"{args.aug_rate}x, {args.threads} thread(s), {device})\n")
-    print("| window | epochs | best epoch | SEG (odd frames) | pixel F1 | AP@0.5 | pixel precision | pixel recall "
-          "| SEG of the last epoch | training wall time |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for window in (1, 5):
-        q = quality(window, args.epochs, args.aug_rate, args.threads, out, device)
-        print(f"| {window} | {q['epochs']} | {q['best_epoch']} | {q['seg']:.3f} | {q['f1']:.3f} | {q['ap']:.3f} "
-              f"| {q['precision']:.3f} | {q['recall']:.3f} | {q['last_seg']:.3f} | {q['wall_s'] / 60:.1f} min |",
-              flush=True)
+          f"{args.aug_rate}x, {args.threads} thread(s), {device}, calibration: {args.calibrate})\n")
+    print("| window | seed | epochs | threshold / min size | SEG (odd frames) | pixel F1 | AP@0.5 | pixel precision "
+          "| pixel recall | SEG (training frames) | training wall time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for window in (int(w) for w in args.windows.split(",")):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            q = quality(window, args.epochs, args.aug_rate, args.threads, out, device, args.calibrate, seed)
+            print(f"| {window} | {seed} | {q['epochs']} | {q['threshold']:.2f} / {q['min_size']} | {q['seg']:.3f} "
+                  f"| {q['f1']:.3f} | {q['ap']:.3f} | {q['precision']:.3f} | {q['recall']:.3f} | {q['train_seg']:.3f} "
+                  f"| {q['wall_s'] / 60:.1f} min |", flush=True)
 
 
 if __name__ == "__main__":

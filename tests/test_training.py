@@ -278,10 +278,13 @@ def test_shipped_demo_model_is_what_the_script_trains():
     assert ckpt.model == "temporal_unet" and ckpt.meta["window"] == 5 and ckpt.meta["classes"] == 3
     assert "resume" not in ckpt.meta  # the small best.pt, not last.pt
     p = ckpt.meta["training"]["params"]
-    assert (p["preset"], p["frames"], p["val_frames"], p["epochs"], p["aug_rate"], p["seed"]) == (
-        "light", [0, 2, 4, 6, 8], [1, 3, 5, 7, 9], 100, 5, 0)
-    # best epoch chosen on the odd frames; its recorded validation SEG (docs/performance.md)
-    assert ckpt.meta["training"]["val_metrics"]["seg"] == pytest.approx(0.577, abs=5e-4)
+    assert (p["preset"], p["frames"], p["val_frames"], p["epochs"], p["aug_rate"], p["seed"], p["calibrate"]) == (
+        "light", [0, 2, 4, 6, 8], [], 80, 5, 0, "any")
+    # nothing chosen on the odd frames: lowest training loss, post-processing calibrated on the training frames
+    assert ckpt.meta["training"]["best_metric"] == "train_loss" and ckpt.meta["training"]["val_frames"] == []
+    cal = ckpt.meta["calibration"]
+    assert cal["source"] == "training" and (ckpt.meta["threshold"], ckpt.meta["min_size"]) == (0.85, 10)
+    assert cal["seg"] == pytest.approx(0.796, abs=5e-4) and cal["default_seg"] == pytest.approx(0.751, abs=5e-4)
 
 
 # ----------------------------------------------------------------------------- calibration
