@@ -18,7 +18,7 @@ Prints two markdown tables (pasted into ``docs/performance.md``):
 
 Run::
 
-    nice -n 5 python benchmarks/bench_train.py --out /tmp/bench_train   # ~10 min on 2 CPU cores
+    nice -n 5 python benchmarks/bench_train.py --out /tmp/bench_train   # ~15 min on 2 CPU cores
     python benchmarks/bench_train.py --quick                            # smoke run, 1 minute
 """
 
@@ -163,7 +163,7 @@ def memory(out: Path, T: int = 100, size: int = 1024, annotated: tuple[int, ...]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="/tmp/bench_train", help="folder for the trained checkpoints")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--aug-rate", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads for the quality runs (1 is fastest when the cores are shared)")

@@ -67,6 +67,11 @@ def test_train_seg_end_to_end_and_refusals(tmp_path, capsys):
     params = json.loads((out / "params.json").read_text())
     assert params["window"] == 3 and params["frames"] == [0, 2] and params["val_frames"] == [4] and params["epochs"] == 2
     ckpt = load_checkpoint(out / "best.pt", task="segmentation")
+    # post-processing calibrated on the validation frame by default, and said so
+    cal = ckpt.meta["calibration"]
+    assert cal["source"] == "validation" and (ckpt.meta["threshold"], ckpt.meta["min_size"]) == (cal["threshold"], cal["min_size"])
+    assert f"calibrated on the validation frames: threshold {cal['threshold']:.2f}" in stdout
+    assert build_params(_args("--calibrate", "none")).calibrate == "none"
     assert ckpt.meta["window"] == 3 and ckpt.meta["training"]["sources"]["images"] == [str(movie.resolve())]
     assert (out / "history.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
 
