@@ -11,7 +11,7 @@ segments in the demo were its training targets.
 
 Run from the repository root::
 
-    nice -n 5 python scripts/train_segmentation_demo.py > benchmarks/results/demo_segmentation.log 2>&1
+    nice -n 5 python scripts/train_segmentation_demo.py > benchmarks/results/demo_segmentation_output.txt 2>&1
 
 The recipe is :data:`RECIPE`; with 1 torch thread the run is deterministic, so the same
 torch build reproduces the file's weights bit for bit.
