@@ -1,0 +1,62 @@
+"""Run ONE fold (or the refit) of train_classifier's 5-fold CV exactly as train_classifier does
+(same stratified split, same _fit seed cfg.seed + f, same TTA scoring), so folds can run in
+parallel processes. Writes <outdir>/fold<f>.npz (te idx, proba) or refit_state.pt.
+
+Usage: python benchmarks/classify_fold.py OUTDIR '{"prep": {"channels": "gray"}, "epochs": 60}' 2
+"""
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+from napari_cellnet import samples as S
+from napari_cellnet.augment import AugmentParams
+from napari_cellnet.classify_data import Preprocessing, load_class_folders
+from napari_cellnet.classify_inference import predict_proba
+from napari_cellnet.classify_training import ClassifierTrainConfig, _fit, _split_val
+from napari_cellnet.io import stratified_kfold
+from napari_cellnet.jobs import TrainEvent, run_job
+
+
+def config(over):
+    over = dict(over)
+    prep = Preprocessing(**{"size": 64, "channels": "rgb", "crop_fraction": 0.8, **over.pop("prep", {})})
+    aug = over.pop("aug", None)
+    kw = dict(arch="small_cnn", epochs=30, folds=5, preprocessing=prep, aug_rate=3, lr=3e-3, batch_size=32,
+              tta=8, seed=0, refit=True, threads=1)
+    kw.update(over)
+    if aug is not None:
+        base = AugmentParams.preset(aug.pop("preset", "strong")).to_dict()
+        base.update(aug)
+        kw["augment"] = AugmentParams.from_dict(base)
+    return ClassifierTrainConfig(**kw), prep
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    outdir, over, which = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+    cfg, prep = config(over)
+    samples = load_class_folders(S.hushem_dir(), prep)
+    dev = torch.device("cpu")
+    hist = []
+    t0 = time.perf_counter()
+    def show(ev):
+        if isinstance(ev, TrainEvent) and ev.kind == "epoch" and ev.epoch % 5 == 0:
+            print(f"{which} ep {ev.epoch} loss {ev.train_loss:.3f} tacc {ev.val_metrics.get('train_accuracy'):.3f} {time.perf_counter()-t0:.0f}s", flush=True)
+    if which == "refit":
+        tr, val = _split_val(samples, cfg.val_fraction, cfg.seed)
+        net, _, timing = run_job(_fit("refit", cfg, tr, val, dev, None, None, hist, cfg.seed), show)
+        torch.save(net.state_dict(), f"{outdir}/refit_state.pt")
+    else:
+        f = int(which)
+        tr_idx, te = stratified_kfold(samples.labels, cfg.folds, cfg.seed)[f - 1]
+        train, val = _split_val(samples.subset(tr_idx), cfg.val_fraction, cfg.seed + f)
+        net, _, timing = run_job(_fit(f"fold{f}", cfg, train, val, dev, f, cfg.folds, hist, cfg.seed + f), show)
+        proba = run_job(predict_proba(net, samples.subset(te).images, dev, 256, cfg.tta))
+        acc = float((proba.argmax(1) == samples.labels[te]).mean())
+        np.savez(f"{outdir}/fold{f}.npz", te=te, proba=proba, y=samples.labels[te])
+        print(f"RESULT fold{f} acc={acc:.3f}", flush=True)
+    wall = time.perf_counter() - t0
+    json.dump({"which": which, "wall_s": wall, **timing, "history": hist}, open(f"{outdir}/{which}_timing.json", "w"))
+    print(f"DONE {which} wall={wall:.0f}s", flush=True)
