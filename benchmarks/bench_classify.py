@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -47,6 +48,36 @@ def inference_speed(arch: str, model_config: dict, channels: int, size: int, n: 
     return n / statistics.median(times)
 
 
+def naive_speed(arch: str, model_config: dict, channels: int, size: int, n: int = 128, repeats: int = 3) -> float:
+    """Baseline crops/s: one crop at a time through the plain network (no batching, contiguous)."""
+    from napari_cellnet.models import build_model
+
+    net = build_model(arch, in_channels=channels, n_classes=4, **model_config).eval()
+    x = torch.from_numpy(np.random.default_rng(0).random((n, channels, size, size), dtype=np.float32))
+    times = []
+    with torch.no_grad():
+        net(x[:1])
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for i in range(n):
+                torch.softmax(net(x[i:i + 1]), 1)
+            times.append(time.perf_counter() - t)
+    return n / statistics.median(times)
+
+
+def inference_table(archs: list[str], model_config: dict, channels: int, size: int) -> None:
+    """Inference speed only: the engine (``predict_proba``, batch 256) against a batch-1 baseline."""
+    print(f"# inference only: {size}x{size} px, {channels} channel(s), {torch.get_num_threads()} torch threads, "
+          f"load average at start {os.getloadavg()}")
+    print("| arch | baseline crops/s (batch 1) | engine crops/s (batch 256, median of 5) | speed-up |")
+    print("|---|---|---|---|")
+    for arch in archs:
+        base = naive_speed(arch, model_config, channels, size)
+        fast = inference_speed(arch, model_config, channels, size)
+        print(f"| {arch} | {base:.0f} | {fast:.0f} | {fast / base:.1f} |", flush=True)
+    print(f"load average at end {os.getloadavg()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="class-folder dataset (default: shared HuSHeM)")
@@ -67,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="write checkpoints/reports here (refit model.pt included)")
     p.add_argument("--refit", action="store_true", help="also train the final model on all images")
     p.add_argument("--json", default=None, help="write all numbers to this JSON file")
+    p.add_argument("--inference-only", action="store_true",
+                   help="only time inference (engine vs a batch-1 baseline) for each --arch; no training")
     args = p.parse_args(argv)
 
     from napari_cellnet import device as devices
@@ -76,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.inference_only:
+        channels = 1 if args.channels in ("gray", "grey", "grayscale") else 3
+        inference_table(args.arch or ["small_cnn"], json.loads(args.model_config), channels, args.size)
+        return 0
     prep = Preprocessing(size=args.size, channels=args.channels, crop_fraction=args.crop)
     samples = load_class_folders(args.data, prep)
     mc = json.loads(args.model_config)
