@@ -2,19 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
 
 from napari_cellnet.classify_inference import evaluate, load_classifier
 from napari_cellnet.jobs import run_job
 from napari_cellnet.samples import demo_model_path, hushem
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_demo_model_meta():

@@ -11,13 +11,7 @@ from napari_cellnet.jobs import run_job
 from napari_cellnet.models import build_model
 from napari_cellnet.models.checkpoint import save_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(tmp_path, names=("a", "b", "c"), channels=1, size=16):

@@ -6,16 +6,7 @@ import torch
 from napari_cellnet.models import available_models, build_model, model_kind
 from napari_cellnet.models.classifier import ACTIVATIONS, load_pretrained
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, oversubscribed OpenMP is ~30x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_registry_has_three_classifiers():

@@ -9,16 +9,7 @@ from napari_cellnet.classify_inference import classify, load_classifier, majorit
 from napari_cellnet.classify_training import ClassifierTrainConfig, cv_table, train_classifier
 from napari_cellnet.jobs import STOP, TrainEvent, run_job
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, oversubscribed OpenMP is ~30x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _toy(n=20, size=16, seed=0):

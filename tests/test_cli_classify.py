@@ -10,16 +10,7 @@ from skimage.io import imsave
 from napari_cellnet.cli import main
 from napari_cellnet.io import read_table
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, oversubscribed OpenMP is ~30x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _disk_or_ring(rng, ring, size=24):
