@@ -239,7 +239,7 @@ class SegmentWidget(Container):
 
         self._show_checkpoint_field()
         self._on_image()
-        self._start_probe(apply_model_defaults=False)
+        self._start_probe(apply_model_defaults=True)  # the model's calibrated threshold and min size, as the CLI uses
 
     @property
     def busy(self) -> bool:
