@@ -79,3 +79,22 @@ def test_one_job_at_a_time(make_napari_viewer, qtbot):
     runner.stop()
     with qtbot.waitSignal(worker.finished, timeout=10000):
         pass
+
+
+def test_stop_before_the_first_event_still_returns_the_partial_result(make_napari_viewer, qtbot):
+    """Stop pressed while the job is still starting (before its first yield) must not fail it:
+    a fresh generator cannot be sent a value, so the runner delivers STOP with the first event."""
+    make_napari_viewer()
+    results = []
+    runner = _runner(results)
+
+    def slow_start():
+        time.sleep(0.5)  # e.g. loading a model: Stop arrives before the first event
+        return (yield from _frames(20))
+
+    worker = runner.start(slow_start)
+    runner.stop()
+    with qtbot.waitSignal(worker.finished, timeout=10000):
+        pass
+    assert runner.last_error is None
+    assert len(results) == 1 and len(results[0]) < 20  # stopped early, partial result kept

@@ -114,6 +114,7 @@ class JobRunner:
         self.on_error = on_error
         self.worker: GeneratorWorker | None = None
         self.stop_requested = False
+        self._has_yielded = False
         self.last_error: Exception | None = None
         self.started_at = 0.0
         self.elapsed_s = 0.0
@@ -145,6 +146,7 @@ class JobRunner:
         if self.worker is not None:
             raise RuntimeError(f"{self.name} is already running; press Stop first.")
         self.stop_requested = False
+        self._has_yielded = False
         self.last_error = None
         self._ended = False
         worker = create_worker(_guarded, make_job, threads, _ignore_errors=True)
@@ -163,13 +165,17 @@ class JobRunner:
         """Ask the job to finish at its next step and return what it has done."""
         if self.worker is not None and not self.stop_requested:
             self.stop_requested = True
-            self.worker.send(STOP)
+            # a generator that has not reached its first yield cannot be sent a value:
+            # a Stop pressed that early is delivered with the job's first event
+            if self._has_yielded:
+                self.worker.send(STOP)
             show_info(f"{self.name}: stopping after the current step; finished work is kept.")
 
     def abort(self) -> None:
         """Quit without waiting for a result (the viewer is closing)."""
         if self.worker is not None:
-            self.worker.send(STOP)
+            if self._has_yielded:
+                self.worker.send(STOP)
             self.worker.quit()
 
     # ------------------------------------------------------------------ signal handlers
@@ -198,6 +204,10 @@ class JobRunner:
         # about the event first, and nothing is shown for a job that has already ended.
         if self._ended:
             return
+        if not self._has_yielded:
+            self._has_yielded = True
+            if self.stop_requested and self.worker is not None:
+                self.worker.send(STOP)
         if self.on_event is not None:
             self.on_event(event)
         if self._ended:
