@@ -641,12 +641,11 @@ def write_json(path: str | os.PathLike[str], payload: Any) -> Path:
 
 
 def json_default(obj: Any) -> Any:
+    """``json.dumps`` fallback: numpy scalars and arrays as numbers and lists, anything else (paths) as text."""
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
     return str(obj)
 
 
