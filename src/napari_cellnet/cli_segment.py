@@ -50,6 +50,9 @@ def _add_segment_arguments(p: argparse.ArgumentParser) -> None:
                    help="frames or tiles per forward pass (default 4 on a GPU, 1 on the CPU)")
     p.add_argument("--threshold", type=float, default=None, help="foreground probability threshold (default: model's)")
     p.add_argument("--min-size", type=int, default=None, help="smallest object in pixels (default: model's)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="input scale factor (default: the model's); change it only if your cells are larger or "
+                        "smaller in pixels than the training cells")
     p.add_argument("--split", choices=["auto", "boundary", "distance", "none"], default="auto",
                    help="how touching cells are split (default auto)")
     p.add_argument("--min-iou", type=float, default=0.3, help="IoU to keep a cell's ID in the next frame")
@@ -197,7 +200,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     job = segment(
         data, model, axes=axes, device=args.device, tile=args.tile or None, overlap=args.overlap,
-        batch=args.batch, threshold=args.threshold, min_size=args.min_size, edge=args.edge,
+        batch=args.batch, threshold=args.threshold, min_size=args.min_size, edge=args.edge, scale=args.scale,
         drift=args.drift, channel=args.channel, split=args.split, min_iou=args.min_iou,
         amp=None if args.precision == "fp32" else args.precision, threads=args.threads,
         keep=False, on_frame=on_frame,

@@ -26,7 +26,7 @@ _FLAG_FIELDS = {
     "loss": "loss", "class_weighting": "class_weighting", "cell_weight": "cell_weight",
     "weight_map": "weight_map", "augment": "augment", "aug_rate": "aug_rate", "best_metric": "best_metric",
     "early_stopping": "early_stopping", "threshold": "threshold", "min_size": "min_size", "seed": "seed",
-    "calibrate": "calibrate",
+    "calibrate": "calibrate", "scale": "scale",
     "device": "device", "threads": "threads", "fg_fraction": "fg_fraction",
 }
 
@@ -99,6 +99,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--drift", action="store_true", default=None, help="register neighbour frames (drifting stage)")
     model.add_argument("--background-subtraction", action="store_true", default=None,
                        help="subtract the per-pixel temporal median (StemNet)")
+    model.add_argument("--scale", type=float, default=None,
+                       help="input scale factor: upsample frames and labels by this much before the network "
+                            "(stored in the model; 2 suits cells ~10 px across; default 1)")
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=None, help="epochs (default 40)")
     train.add_argument("--batch-size", type=int, default=None, help="patches per step (default 16)")

@@ -292,14 +292,24 @@ class FrameSample:
     window : ndarray, shape (window * C, Y, X), float32
         Normalised (and background-subtracted) frames ``t-k .. t+k``, frame-major.
     labels : ndarray, shape (Y, X), int32
-        Instance labels of frame ``t``.
+        Instance labels of frame ``t``, on the network's grid (the window's).
+    native_labels : ndarray, shape (Y0, X0), int32, or None
+        The labels on the movie's own grid when the window was rescaled (``scale != 1``);
+        None when ``labels`` already are. Validation and calibration score against these,
+        as inference does.
     """
 
     movie: int
     frame: int
     window: np.ndarray
     labels: np.ndarray
+    native_labels: np.ndarray | None = None
     _fg: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def movie_labels(self) -> np.ndarray:
+        """The labels on the movie's own grid (what predictions are scored against)."""
+        return self.labels if self.native_labels is None else self.native_labels
 
     @property
     def foreground(self) -> np.ndarray:
@@ -355,6 +365,7 @@ def extract_windows(
     high: float = 99.8,
     background_subtraction: bool = False,
     stats: Sequence[MovieStats] | None = None,
+    scale: float = 1.0,
 ) -> tuple[list[FrameSample], list[MovieStats]]:
     """Read and normalise the windows around the frames ``refs``; nothing else is kept.
 
@@ -375,6 +386,11 @@ def extract_windows(
         Subtract the per-pixel temporal median first (StemNet).
     stats : list of MovieStats, optional
         Reuse statistics computed before (validation shares the training movies' stats).
+    scale : float
+        Input scale factor: windows are resampled bilinearly and labels nearest-neighbour
+        to ``round(Y * scale), round(X * scale)`` (:func:`napari_cellnet.preprocessing.resize_image`,
+        :func:`~napari_cellnet.preprocessing.resize_labels`); the original labels are kept
+        in ``native_labels``. 1 keeps the movie's pixels.
 
     Returns
     -------
@@ -389,6 +405,7 @@ def extract_windows(
     """
     window = pre.check_window(window)
     edge = pre.check_edge(edge)
+    scale = pre.check_scale(scale)
     for m, img in enumerate(images):
         T = len(img)
         if window > T:
@@ -423,7 +440,11 @@ def extract_windows(
         local = np.stack([cache[(m, i)] for i in idx])
         win = pre.make_window(local, k, window, edge, drift=drift, indices=list(range(window)))
         lab = check_label_frame(labels[m][t], where=f"The labels of frame {t}")
-        samples.append(FrameSample(m, t, np.ascontiguousarray(win), lab))
+        native = None
+        if scale != 1.0:
+            shape = pre.scaled_shape(lab.shape, scale)
+            win, native, lab = pre.resize_image(win, shape), lab, pre.resize_labels(lab, shape)
+        samples.append(FrameSample(m, t, np.ascontiguousarray(win), lab, native))
     return samples, list(stats)
 
 

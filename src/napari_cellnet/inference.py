@@ -452,6 +452,7 @@ def segment(
     on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     stop_keeps: bool = True,
     threads: int | None = None,
+    scale: float | None = None,
     start: int = 0,
     previous_labels: np.ndarray | None = None,
     next_id: int | None = None,
@@ -506,6 +507,13 @@ def segment(
         On STOP return the frames done so far (True) or raise ``InterruptedError``.
     threads : int, optional
         CPU threads for torch; default all cores the process may use.
+    scale : float, optional
+        Input scale factor: every window is resampled by this factor before the network
+        and the probabilities are brought back to the movie's grid before post-processing,
+        so labels always have the movie's shape. Default the checkpoint's
+        (``meta["scale"]``, 1 for models saved before it existed). Override it only when
+        your cells are larger or smaller (in pixels) than those the model was trained on.
+        ``tile`` and ``overlap`` are in pixels of the rescaled frame.
     start : int
         First frame to segment: resumes a stopped run. Normalisation and background are
         computed from the whole movie exactly as in the first run, so frames match. Frames
@@ -544,6 +552,7 @@ def segment(
     drift = bool(meta.get("drift", False)) if drift is None else bool(drift)
     threshold = float(meta.get("threshold", 0.5)) if threshold is None else float(threshold)
     min_size = int(meta.get("min_size", 30)) if min_size is None else int(min_size)
+    scale = pp.check_scale(meta.get("scale", 1.0) if scale is None else scale)
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold}.")
     if batch is not None and int(batch) < 1:
@@ -563,6 +572,7 @@ def segment(
     axes = axes or guess_axes(shape)
     frames = _MovieFrames(movie, axes, channel, in_channels)
     T, C, Y, X = frames.shape
+    Ys, Xs = pp.scaled_shape((Y, X), scale)
     if not 0 <= int(start) < T:
         raise ValueError(f"start={start} is outside the movie (frames 0..{T - 1}).")
     valid = pp.valid_frames(T, window, edge)
@@ -578,7 +588,7 @@ def segment(
         )
     if tile is not None and overlap is None:
         need = default_overlap(net, 10**6)
-        if int(tile) < 2 * need and int(tile) < max(Y, X):
+        if int(tile) < 2 * need and int(tile) < max(Ys, Xs):
             raise ValueError(
                 f"tile={tile} is too small for this model: its receptive field ({getattr(net, 'receptive_field', '?')} px) "
                 f"needs an overlap of {need} px, so tiles should be at least {2 * need} px. Use a larger tile "
@@ -607,6 +617,7 @@ def segment(
         "background_subtraction": bool(meta.get("background_subtraction", False)),
         "threshold": threshold,
         "min_size": min_size,
+        "scale": scale,
         "split": split,
         "min_iou": min_iou,
         "channel": channel,
@@ -659,6 +670,8 @@ def segment(
             pp.make_window(prepared, t, window, edge, drift=drift, indices=pp.window_indices(t, T, window, edge))
             for t in chunk
         ])
+        if scale != 1.0:
+            wins = pp.resize_image(wins, (Ys, Xs))
         clock["read_prepare"] += time.perf_counter() - tick
         tick = time.perf_counter()
         frame_prog = Progress("frame", len(done), len(todo), f"frame {len(done) + 1} of {len(todo)}")
@@ -673,6 +686,8 @@ def segment(
                     break
         except StopIteration as fin:
             probs = fin.value
+        if not stopped and scale != 1.0:
+            probs = pp.resize_image(probs, (Y, X))  # back to the movie's grid before post-processing
         clock["network"] += time.perf_counter() - tick
         if stopped:
             break

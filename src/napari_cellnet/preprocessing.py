@@ -412,3 +412,97 @@ def blend_weights(tile_shape: tuple[int, int], where: tuple[slice, slice], image
             prof = np.minimum(prof, ramp_vals[::-1])
         out *= prof[:, None] if axis == 0 else prof[None, :]
     return out
+
+
+# ---------------------------------------------------------------------------
+# Input scale (cellpose's "diameter" rescaling)
+# ---------------------------------------------------------------------------
+#
+# A network whose first layer halves the image sees a 10 px cell as 5 px: too few pixels
+# to place an outline to within one original pixel, which is what a good CTC SEG needs on
+# small cells. Upsampling the input (and the labels, for training) by a ``scale`` lets the
+# same network work on larger cells; probabilities are brought back to the movie's grid
+# before post-processing, so labels always have the movie's shape. Every resampling here
+# uses pixel-centre ("grid mode") coordinates, so an integer upsampling by ``s`` replicates
+# each label pixel into an ``s x s`` block and downsampling averages it back: nothing shifts.
+
+SCALE_RANGE = (0.25, 8.0)
+
+
+def check_scale(scale: float) -> float:
+    """Validate an input scale factor (1 = the movie's own pixels)."""
+    try:
+        s = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"scale must be a number (1 = no rescaling, 2 = twice larger), got {scale!r}.") from None
+    if not np.isfinite(s) or not SCALE_RANGE[0] <= s <= SCALE_RANGE[1]:
+        raise ValueError(
+            f"scale must be between {SCALE_RANGE[0]} and {SCALE_RANGE[1]} (1 = no rescaling; 2 when cells are "
+            f"about 10 px across), got {scale}."
+        )
+    return s
+
+
+def scaled_shape(shape: Sequence[int], scale: float) -> tuple[int, int]:
+    """``(Y, X)`` of a frame of ``shape`` (last two axes) after rescaling by ``scale``."""
+    y, x = (int(n) for n in tuple(shape)[-2:])
+    return max(1, int(round(y * scale))), max(1, int(round(x * scale)))
+
+
+def resize_image(image: np.ndarray, shape: Sequence[int], order: int = 1) -> np.ndarray:
+    """Resample the last two axes of ``image`` to ``shape`` (pixel-centre aligned).
+
+    Parameters
+    ----------
+    image : ndarray, shape (..., Y, X)
+        Intensities or probabilities (interpolated in float32).
+    shape : (int, int)
+        Target ``(Y', X')``.
+    order : int
+        Spline order (1 = bilinear). Downsampling averages first (anti-aliasing), so an
+        integer downsampling of probabilities is the mean of each block.
+
+    Returns
+    -------
+    ndarray, float32, shape (..., Y', X')
+    """
+    from skimage.transform import resize
+
+    arr = np.asarray(image, dtype=np.float32)
+    out_shape = tuple(arr.shape[:-2]) + tuple(int(n) for n in shape)
+    if out_shape == arr.shape:
+        return arr
+    down = out_shape[-1] < arr.shape[-1] or out_shape[-2] < arr.shape[-2]
+    if down and order == 1 and all(a % b == 0 for a, b in zip(arr.shape[-2:], out_shape[-2:], strict=True)):
+        # integer factor: the exact block mean (what bilinear at pixel centres gives for 2x)
+        fy, fx = arr.shape[-2] // out_shape[-2], arr.shape[-1] // out_shape[-1]
+        blocks = arr.reshape(arr.shape[:-2] + (out_shape[-2], fy, out_shape[-1], fx))
+        return blocks.mean(axis=(-3, -1)).astype(np.float32, copy=False)
+    out = resize(arr, out_shape, order=order, mode="edge", anti_aliasing=down, preserve_range=True)
+    return np.asarray(out, dtype=np.float32)
+
+
+def resize_labels(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Nearest-neighbour resampling of a label image to ``shape`` (pixel-centre aligned).
+
+    An integer upsampling by ``s`` turns every pixel into an ``s x s`` block of the same
+    label, so ``resize_labels(resize_labels(lab, up), lab.shape)`` gives ``lab`` back.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X)
+    shape : (int, int)
+
+    Returns
+    -------
+    ndarray, int32, shape (Y', X')
+    """
+    lab = np.asarray(labels)
+    if lab.ndim != 2:
+        raise ValueError(f"resize_labels takes one (Y, X) label frame, got shape {lab.shape}.")
+    Y, X = lab.shape
+    ty, tx = (int(n) for n in shape)
+    # centre of output pixel i lies at (i + 0.5) * Y / ty - 0.5 in input pixels; floor(+0.5) is nearest
+    iy = np.minimum(((np.arange(ty) + 0.5) * Y / ty).astype(np.int64), Y - 1)
+    ix = np.minimum(((np.arange(tx) + 0.5) * X / tx).astype(np.int64), X - 1)
+    return np.ascontiguousarray(lab[iy[:, None], ix[None, :]]).astype(np.int32, copy=False)

@@ -64,7 +64,7 @@ CALIBRATE_MODES = ("none", "validation", "any")
 BEST_METRICS = {"seg": "max", "f1": "max", "ap": "max", "instance_f1": "max", "val_loss": "min"}
 CLASS_NAMES = {2: ["background", "cell"], 3: ["background", "cell", "boundary"]}
 # Parameters that change the network or the data stream: a resumed run must keep them.
-_STRUCTURAL = ("preset", "window", "classes", "model_config", "edge", "drift", "background_subtraction",
+_STRUCTURAL = ("preset", "window", "classes", "model_config", "edge", "drift", "background_subtraction", "scale",
                "norm_low", "norm_high", "frames", "val_frames", "val_fraction", "patch_size", "fg_fraction",
                "augment", "aug_rate", "loss", "class_weighting", "cell_weight", "boundary_weight",
                "weight_map", "w0", "sigma", "optimizer", "lr", "weight_decay", "momentum", "scheduler",
@@ -96,6 +96,11 @@ class TrainSegParams:
         Subtract the per-pixel temporal median (StemNet).
     norm_low, norm_high : float
         Per-movie intensity percentiles mapped to 0 and 1.
+    scale : float
+        Input scale factor (cellpose's "diameter" rescaling): windows and labels are
+        upsampled by this factor before training and the network works at that scale;
+        stored in the model, so inference rescales the movie the same way and brings the
+        probabilities back to the movie's grid. 2 suits cells about 10 px across.
     frames, val_frames : list of int (one movie) or list of lists (several), optional
         Training and validation frames; see :func:`napari_cellnet.data.split_frames`.
         ``val_frames=[]`` trains without validation; None chooses automatically.
@@ -158,6 +163,7 @@ class TrainSegParams:
     background_subtraction: bool = False
     norm_low: float = 1.0
     norm_high: float = 99.8
+    scale: float = 1.0
     frames: list[Any] | None = None
     val_frames: list[Any] | None = None
     val_fraction: float = 0.2
@@ -259,6 +265,7 @@ class TrainSegParams:
 
         pre.check_window(self.window)
         pre.check_edge(self.edge)
+        pre.check_scale(self.scale)
         if self.classes not in (2, 3):
             raise ValueError(f"classes must be 2 (background/cell) or 3 (with a boundary class), got {self.classes}.")
         if self.loss not in LOSSES:
@@ -397,8 +404,14 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
-def _forward_full(net: torch.nn.Module, windows: Sequence[np.ndarray], device: torch.device) -> list[np.ndarray]:
-    """Softmax probabilities ``(classes, Y, X)`` of whole frames, exactly as inference computes them."""
+def _forward_full(net: torch.nn.Module, windows: Sequence[np.ndarray], device: torch.device,
+                  shapes: Sequence[tuple[int, ...]] | None = None) -> list[np.ndarray]:
+    """Softmax probabilities ``(classes, Y, X)`` of whole frames, exactly as inference computes them.
+
+    ``shapes`` are the movie's ``(Y, X)`` per window when the windows were rescaled: the
+    probabilities are resampled back to them (:func:`~napari_cellnet.preprocessing.resize_image`),
+    as :func:`~napari_cellnet.inference.segment` does.
+    """
     from .inference import predict_windows
 
     net.eval()
@@ -409,7 +422,7 @@ def _forward_full(net: torch.nn.Module, windows: Sequence[np.ndarray], device: t
     for idx in groups.values():
         prob = predict_windows(net, np.stack([windows[i] for i in idx]), device, batch=2, amp=None)
         for i, p in zip(idx, prob, strict=True):
-            out[i] = np.asarray(p)
+            out[i] = np.asarray(p) if shapes is None else pre.resize_image(p, shapes[i][-2:])
     return out  # type: ignore[return-value]
 
 
@@ -418,21 +431,21 @@ def _validate(net: torch.nn.Module, val: Sequence[FrameSample], device: torch.de
     from .metrics import segmentation_report
     from .postprocessing import probabilities_to_labels
 
-    probs = _forward_full(net, [s.window for s in val], device)
+    probs = _forward_full(net, [s.window for s in val], device, [s.movie_labels.shape for s in val])
     losses = []
     preds = []
     for s, p in zip(val, probs, strict=True):
-        target = torch.from_numpy(make_target(s.labels, params.classes)[None])
+        target = torch.from_numpy(make_target(s.movie_labels, params.classes)[None])
         logp = torch.from_numpy(np.log(np.clip(p, 1e-8, 1.0))[None])
         losses.append(float(loss_fn(logp, target)))
         preds.append(probabilities_to_labels(p, threshold=params.threshold, min_size=params.min_size))
     # frames of one size are scored together (CTC SEG pools objects over frames)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, s in enumerate(val):
-        groups.setdefault(s.labels.shape, []).append(i)
+        groups.setdefault(s.movie_labels.shape, []).append(i)
     reports = []
     for idx in groups.values():
-        rep = segmentation_report(np.stack([preds[i] for i in idx]), np.stack([val[i].labels for i in idx]))
+        rep = segmentation_report(np.stack([preds[i] for i in idx]), np.stack([val[i].movie_labels for i in idx]))
         reports.append((len(idx), rep))
     total = sum(n for n, _ in reports)
     keys = [k for k, v in reports[0][1].items() if isinstance(v, float)]
@@ -516,9 +529,9 @@ def _calibrate_best(path: Path, frames: Sequence[FrameSample], device: torch.dev
     ckpt = load_checkpoint(path, task="segmentation")
     net = ckpt.build(device)
     use = list(frames)[:CALIBRATION_MAX_FRAMES]
-    probs = _forward_full(net, [s.window for s in use], device)
+    probs = _forward_full(net, [s.window for s in use], device, [s.movie_labels.shape for s in use])
     default = (float(ckpt.meta.get("threshold", 0.5)), int(ckpt.meta.get("min_size", 30)))
-    cal = calibrate_postprocessing(probs, [s.labels for s in use], default=default)
+    cal = calibrate_postprocessing(probs, [s.movie_labels for s in use], default=default)
     cal["source"] = source
     meta = dict(ckpt.meta)
     meta.update(threshold=cal["threshold"], min_size=cal["min_size"], calibration=cal)
@@ -661,9 +674,11 @@ def _train(
                 "(window 1 uses single frames)."
             )
     train, stats = extract_windows(imgs, labs, train_refs, params.window, params.edge, params.drift,
-                                   params.norm_low, params.norm_high, params.background_subtraction)
+                                   params.norm_low, params.norm_high, params.background_subtraction,
+                                   scale=params.scale)
     val, _ = extract_windows(imgs, labs, val_refs, params.window, params.edge, params.drift,
-                             params.norm_low, params.norm_high, params.background_subtraction, stats=stats)
+                             params.norm_low, params.norm_high, params.background_subtraction, stats=stats,
+                             scale=params.scale)
     fingerprint = _fingerprint(train + val)
     if state is not None and state.get("fingerprint") != fingerprint:
         raise ValueError(
@@ -728,7 +743,7 @@ def _train(
             "normalization": {"method": "percentile", "low": float(params.norm_low), "high": float(params.norm_high),
                               "max_frames": NORM_MAX_FRAMES, "scope": "movie"},
             "background_subtraction": bool(params.background_subtraction), "drift": bool(params.drift),
-            "class_names": CLASS_NAMES[params.classes], "classes": int(params.classes),
+            "scale": float(params.scale), "class_names": CLASS_NAMES[params.classes], "classes": int(params.classes),
             "threshold": float(params.threshold), "min_size": int(params.min_size), "preset": params.preset,
             "training": {
                 "params": params.to_dict(), "epoch": int(epoch_done), "val_metrics": dict(val_metrics or {}),
