@@ -131,10 +131,12 @@ class AugmentParams:
 
     @classmethod
     def preset(cls, name: str) -> AugmentParams:
-        """Named settings: ``"none"``, ``"light"``, ``"strong"`` (any orientation), ``"temporal"``.
+        """Named settings: ``"none"``, ``"light"``, ``"strong"`` (any orientation), ``"aligned"``, ``"temporal"``.
 
         ``"strong"`` suits single cells with no preferred orientation (sperm heads,
         organelles): full rotation, flips, small shifts/zoom/shear and intensity jitter.
+        ``"aligned"`` suits cells already put upright (``Preprocessing.align``): the same
+        jitter with only +-10 degree rotations and left-right mirroring, so the pose stays.
         ``"temporal"`` suits time-lapse windows: flips, 90 degree rotations, mild zoom and
         intensity jitter, no shear.
         """
@@ -146,6 +148,9 @@ class AugmentParams:
                           shear_range=8, horizontal_flip=True, vertical_flip=True, rot90=True,
                           fill_mode="reflect", brightness=0.1, contrast=0.2, gamma=0.2,
                           noise_std=0.02),
+            "aligned": cls(rotation_range=10, width_shift=0.05, height_shift=0.05, zoom_range=0.1,
+                           shear_range=5, horizontal_flip=True, fill_mode="nearest", brightness=0.1,
+                           contrast=0.2, gamma=0.2, noise_std=0.02),
             "temporal": cls(horizontal_flip=True, vertical_flip=True, rot90=True, zoom_range=0.1,
                             rotation_range=10, fill_mode="reflect", brightness=0.05,
                             contrast=0.1, gamma=0.1),

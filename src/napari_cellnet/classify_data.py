@@ -40,8 +40,9 @@ from typing import Any
 import numpy as np
 
 from .augment import AugmentParams, augment
-from .crops import object_crops, resize_keep_aspect
+from .crops import object_crops, object_masks, resize_keep_aspect
 from .io import ClassDataset, read_class_folders, read_image
+from .orientation import ALIGN_MODES, align
 
 CHANNEL_MODES = ("auto", "rgb", "gray")
 NORMALISATIONS = ("image", "range", "none")
@@ -68,6 +69,15 @@ class Preprocessing:
         Keep only the central ``crop_fraction`` of each image's height and width before
         resizing (1.0 keeps all). For galleries of centred cells (HuSHeM) this spends the
         input pixels on the cell rather than on the background.
+    align : {"none", "major_axis"}
+        ``"major_axis"`` rotates every image so its cell is centred with the long axis
+        vertical before cropping (:mod:`napari_cellnet.orientation`): the cell is found by
+        contrast to the background in galleries, and is the object's own label for
+        Labels-layer objects.
+    isolate : bool
+        With ``align``: paint everything more than 3 pixels from the cell with the
+        background colour (tails, neighbours and debris vanish), so only the cell's own
+        shape and texture reach the network.
     """
 
     size: int = 64
@@ -76,8 +86,12 @@ class Preprocessing:
     percentiles: tuple[float, float] = (1.0, 99.8)
     pad_mode: str = "edge"
     crop_fraction: float = 1.0
+    align: str = "none"
+    isolate: bool = False
 
     def __post_init__(self) -> None:
+        if self.align not in ALIGN_MODES:
+            raise ValueError(f"Unknown alignment {self.align!r}; choose one of {', '.join(ALIGN_MODES)}.")
         if not 0.1 <= self.crop_fraction <= 1.0:
             raise ValueError(f"crop_fraction must be between 0.1 and 1, got {self.crop_fraction}.")
         if self.channels not in CHANNEL_MODES:
@@ -216,7 +230,8 @@ def _dtype_max(a: np.ndarray) -> float:
 
 
 def prepare_images(images: Sequence[np.ndarray], prep: Preprocessing, sources: Sequence[str] | None = None,
-                   dtype_max: float | None = None) -> tuple[np.ndarray, Preprocessing]:
+                   dtype_max: float | None = None,
+                   masks: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, Preprocessing]:
     """Turn raw images of any size into network input.
 
     Parameters
@@ -228,6 +243,8 @@ def prepare_images(images: Sequence[np.ndarray], prep: Preprocessing, sources: S
     dtype_max : float, optional
         Full-scale value for ``"range"`` normalisation (default: the maximum of each
         image's integer dtype, 1.0 for floats); object crops pass their movie's.
+    masks : sequence of ndarray of bool, each (Y, X), optional
+        The cell in each image, for ``prep.align`` (found by contrast when omitted).
 
     Returns
     -------
@@ -243,6 +260,8 @@ def prepare_images(images: Sequence[np.ndarray], prep: Preprocessing, sources: S
     resolved = Preprocessing(**{**prep.to_dict(), "channels": mode, "percentiles": prep.percentiles})
     out = np.zeros((len(cyx), resolved.n_channels, prep.size, prep.size), np.float32)
     for i, (a, raw) in enumerate(zip(cyx, images, strict=True)):
+        if prep.align == "major_axis":
+            a = align(a, None if masks is None else masks[i], keep_only_cell=prep.isolate)
         a = normalise(_convert_channels(_centre(a, prep.crop_fraction), mode), resolved, dtype_max or _dtype_max(np.asarray(raw)))
         out[i] = resize_keep_aspect(a, prep.size, pad_mode=prep.pad_mode)
     return out, resolved
@@ -401,9 +420,10 @@ def load_objects(
         targets, names = np.full(n, -1, np.int64), list(class_names or [])
     if n:
         items = [c for c in crops]
+        masks = object_masks(labels, table, crop_size) if prep.align != "none" else None
         images, resolved = prepare_images(items, prep, [f"frame {f} label {v}" for f, v in
                                                         zip(table["frame"], table["label"], strict=True)],
-                                          dtype_max=_dtype_max(np.asarray(image)))
+                                          dtype_max=_dtype_max(np.asarray(image)), masks=masks)
     else:
         nch = 3 if prep.channels == "rgb" else 1 if prep.channels == "gray" else crops.shape[1]
         resolved = Preprocessing(**{**prep.to_dict(), "percentiles": prep.percentiles,

@@ -50,11 +50,13 @@ def preprocessing_of(ckpt: Checkpoint) -> Preprocessing:
 
 
 _DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
+# Views that keep an aligned cell's long axis vertical: identity, mirror, upside down, both.
+_AXIS_KEEPING = [(0, False), (0, True), (2, False), (2, True)]
 
 
-def _tta_views(x: torch.Tensor, n: int) -> list[torch.Tensor]:
+def _tta_views(x: torch.Tensor, n: int, aligned: bool = False) -> list[torch.Tensor]:
     views = []
-    for k, flip in _DIHEDRAL[:n]:
+    for k, flip in (_AXIS_KEEPING if aligned else _DIHEDRAL)[:n]:
         v = torch.flip(x, dims=(-1,)) if flip else x
         views.append(torch.rot90(v, k, dims=(-2, -1)) if k else v)
     return views
@@ -62,7 +64,7 @@ def _tta_views(x: torch.Tensor, n: int) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def predict_proba(net: torch.nn.Module, images: np.ndarray, device: Any = "cpu", batch_size: int = 128,
-                  tta: int = 1) -> Generator[Progress, Any, np.ndarray]:
+                  tta: int = 1, aligned: bool = False) -> Generator[Progress, Any, np.ndarray]:
     """Class probabilities of prepared images (a job generator).
 
     Parameters
@@ -74,6 +76,9 @@ def predict_proba(net: torch.nn.Module, images: np.ndarray, device: Any = "cpu",
     tta : int
         Test-time augmentation: average the softmax over this many of the 8 flips/90 degree
         rotations (1 = off, 8 = all).
+    aligned : bool
+        The images were aligned (``Preprocessing.align``): only the 4 views that keep the
+        long axis vertical are used (mirror first), so ``tta`` above 4 counts as 4.
 
     Returns
     -------
@@ -94,7 +99,7 @@ def predict_proba(net: torch.nn.Module, images: np.ndarray, device: Any = "cpu",
     try:
         for b, start in enumerate(range(0, n, batch_size)):
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(dev)
-            views = [v.contiguous(memory_format=fmt) for v in _tta_views(x, tta)]
+            views = [v.contiguous(memory_format=fmt) for v in _tta_views(x, tta, aligned)]
             probs = torch.stack([torch.softmax(net(v), dim=1) for v in views]).mean(0)
             p = probs.float().cpu().numpy()
             if out is None:
@@ -211,7 +216,7 @@ def classify(
     dev = devices.resolve(device)
     net = ckpt.build(dev)
     t0 = time.perf_counter()
-    proba = yield from predict_proba(net, samples.images, dev, batch_size, tta)
+    proba = yield from predict_proba(net, samples.images, dev, batch_size, tta, prep.align != "none")
     table = result_table(samples, proba, names)
     table["_seconds"] = time.perf_counter() - t0  # type: ignore[assignment]
     return table
@@ -271,7 +276,8 @@ def evaluate(
     remap = np.asarray([names.index(c) for c in samples.class_names])
     samples = SampleSet(samples.images, remap[samples.labels], names, samples.sources, samples.preprocessing)
     net = ckpt.build(devices.resolve(device))
-    proba = yield from predict_proba(net, samples.images, devices.resolve(device), batch_size, tta)
+    proba = yield from predict_proba(net, samples.images, devices.resolve(device), batch_size, tta,
+                                     samples.preprocessing.align != "none")
     done = ~np.isnan(proba).any(axis=1)
     report = classification_report(samples.labels[done], proba[done].argmax(1), proba[done], names)
     return {"report": report, "table": result_table(samples, proba, names)}

@@ -445,9 +445,10 @@ def train_classifier(
             break
         test = samples.subset(te)
         t1 = time.perf_counter()
-        proba = yield from _quiet(predict_proba(net, test.images, dev, 256, cfg.tta))
+        aligned = cfg.preprocessing.align != "none"
+        proba = yield from _quiet(predict_proba(net, test.images, dev, 256, cfg.tta, aligned))
         t_infer += time.perf_counter() - t1
-        n_infer += len(test) * cfg.tta
+        n_infer += len(test) * (min(cfg.tta, 4) if aligned else cfg.tta)
         rep = classification_report(test.labels, proba.argmax(1), proba, names)
         rep["fold"] = f
         reports.append(rep)

@@ -229,3 +229,28 @@ def object_crops(
     dtypes = {"centroid_y": np.float64, "centroid_x": np.float64, "touches_border": bool}
     table = {c: np.asarray(rows[c], dtype=dtypes.get(c, np.int64)) for c in TABLE_COLUMNS}
     return out, table
+
+
+def object_masks(labels: np.ndarray, table: dict[str, np.ndarray], crop_size: int) -> np.ndarray:
+    """The object's own mask in each crop cut by :func:`object_crops` (same windows).
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (T, Y, X) or (Y, X)
+    table : dict of ndarray
+        The table :func:`object_crops` returned (``frame``, ``label``, ``crop_y0/x0``).
+    crop_size : int
+        The ``crop_size`` given to :func:`object_crops`.
+
+    Returns
+    -------
+    ndarray of bool, shape (N, crop_size, crop_size)
+    """
+    lab = np.asarray(labels)
+    lab = lab[None] if lab.ndim == 2 else lab
+    out = np.zeros((len(table["label"]), crop_size, crop_size), bool)
+    for i, (t, v, y0, x0) in enumerate(zip(table["frame"], table["label"], table["crop_y0"], table["crop_x0"],
+                                         strict=True)):
+        window, _ = _window(lab[int(t)], int(y0), int(x0), crop_size, "constant", 0)
+        out[i] = window == v
+    return out
