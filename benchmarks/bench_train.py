@@ -106,21 +106,22 @@ def throughput(device: torch.device, threads: int, steps: int, repeats: int, bat
 
 
 def quality(window: int, epochs: int, aug_rate: int, threads: int, out: Path, device: str,
-            calibrate: str = "any", seed: int = 0) -> dict[str, float]:
+            calibrate: str = "any", seed: int = 0, scale: float = 1.0) -> dict[str, float]:
     """Train on the even frames (no validation), score the model's inference on the odd frames."""
     from napari_cellnet.models.checkpoint import load_checkpoint
 
     img, lab = load_c2c12()
     params = TrainSegParams(window=window, frames=TRAIN, val_frames=[], epochs=epochs, aug_rate=aug_rate,
-                            threads=threads, device=device, calibrate=calibrate, seed=seed)
+                            threads=threads, device=device, calibrate=calibrate, seed=seed, scale=scale)
     t0 = time.perf_counter()
-    res = run_job(train_segmentation(img, lab, params, out / f"window{window}", overwrite=True))
+    res = run_job(train_segmentation(img, lab, params, out / f"window{window}_scale{scale:g}_seed{seed}",
+                                     overwrite=True))
     wall = time.perf_counter() - t0
     meta = load_checkpoint(res.best_path, task="segmentation").meta
     seg = run_job(segment(img, res.best_path, device=device, threads=threads))
     rep = segmentation_report(seg.labels[VAL], lab[VAL].astype(np.int32))
     train_rep = segmentation_report(seg.labels[TRAIN], lab[TRAIN].astype(np.int32))
-    return {"window": window, "epochs": res.epochs_done, "best_epoch": res.best["epoch"],
+    return {"window": window, "scale": scale, "epochs": res.epochs_done, "best_epoch": res.best["epoch"],
             "threshold": meta["threshold"], "min_size": meta["min_size"], "train_seg": train_rep["seg"],
             "seg": rep["seg"], "f1": rep["f1"], "ap": rep["ap"],
             "precision": rep["precision"], "recall": rep["recall"], "wall_s": wall}
@@ -160,32 +161,8 @@ def memory(out: Path, T: int = 100, size: int = 1024, annotated: tuple[int, ...]
             "peak_mb": peak / 1e6, "frames": len(refs)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="/tmp/bench_train", help="folder for the trained checkpoints")
-    ap.add_argument("--epochs", type=int, default=80)
-    ap.add_argument("--aug-rate", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads for the quality runs (1 is fastest when the cores are shared)")
-    ap.add_argument("--calibrate", choices=["any", "none"], default="any",
-                    help="calibrate threshold and min size on the training frames (any) or keep 0.5 / 30 (none)")
-    ap.add_argument("--seeds", default="0", help="comma-separated seeds of the quality runs (one row each)")
-    ap.add_argument("--windows", default="1,5", help="comma-separated windows of the quality runs")
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="3 epochs, 3 steps: a smoke run")
-    ap.add_argument("--skip-quality", action="store_true")
-    ap.add_argument("--memory-only", action="store_true", help="only the large-movie memory check")
-    args = ap.parse_args()
-    if args.quick:
-        args.epochs, args.steps, args.repeats = 3, 3, 1
-    out = Path(args.out)
-    cores = len(__import__("os").sched_getaffinity(0))
-    print(f"napari-cellnet {__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{cores} CPU core(s); {describe('cpu').description}")
-    if torch.cuda.is_available():
-        print(f"GPU: {describe('cuda').description}")
-
+def memory_and_speed(args: argparse.Namespace, out: Path, cores: int) -> None:
+    """Print the memory and throughput tables."""
     m = memory(out / "memory")
     print(f"\n### Memory: {m['frames']} annotated frames of a lazily read 100 x 1024 x 1024 uint8 movie, window 5\n")
     print("| movie on disk | movie as float32 | kept (windows + labels) | peak allocation while preparing |")
@@ -209,20 +186,69 @@ def main() -> None:
         print(f"| {dev.type} | {thr} | {r['net_only']:.2f} | {r['net_only'] * batch:.1f} | {r['with_data']:.2f} "
               f"| {r['with_data'] * batch:.1f} |", flush=True)
 
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="/tmp/bench_train", help="folder for the trained checkpoints")
+    ap.add_argument("--epochs", default="80",
+                    help="epochs of the quality runs: one number, or one per --scales entry (e.g. 80,20: "
+                         "scale 2 has 4x the pixels per epoch, so 20 epochs cost what 80 cost at scale 1)")
+    ap.add_argument("--scales", default="1", help="comma-separated input scale factors of the quality runs")
+    ap.add_argument("--aug-rate", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads for the quality runs (1 is fastest when the cores are shared)")
+    ap.add_argument("--calibrate", choices=["any", "none"], default="any",
+                    help="calibrate threshold and min size on the training frames (any) or keep 0.5 / 30 (none)")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds of the quality runs (one row each)")
+    ap.add_argument("--windows", default="1,5", help="comma-separated windows of the quality runs")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="3 epochs, 3 steps: a smoke run")
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--memory-only", action="store_true", help="only the large-movie memory check")
+    ap.add_argument("--quality-only", action="store_true", help="only the C2C12 quality runs")
+    args = ap.parse_args()
+    if args.quick:
+        args.epochs, args.steps, args.repeats = "3", 3, 1
+    scales = [float(x) for x in args.scales.split(",")]
+    epochs = [int(x) for x in args.epochs.split(",")]
+    if len(epochs) == 1:
+        epochs = epochs * len(scales)
+    if len(epochs) != len(scales):
+        ap.error(f"--epochs has {len(epochs)} entries but --scales has {len(scales)}; give one or one per scale.")
+    out = Path(args.out)
+    cores = len(__import__("os").sched_getaffinity(0))
+    print(f"napari-cellnet {__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{cores} CPU core(s); {describe('cpu').description}")
+    if torch.cuda.is_available():
+        print(f"GPU: {describe('cuda').description}")
+
+    if not args.quality_only:
+        memory_and_speed(args, out, cores)
+    if args.memory_only:
+        return
     if args.skip_quality:
         return
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"\n### C2C12: train on frames {TRAIN}, score on {VAL} ({args.epochs} epochs, aug rate "
-          f"{args.aug_rate}x, {args.threads} thread(s), {device}, calibration: {args.calibrate})\n")
-    print("| window | seed | epochs | threshold / min size | SEG (odd frames) | pixel F1 | AP@0.5 | pixel precision "
-          "| pixel recall | SEG (training frames) | training wall time |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for window in (int(w) for w in args.windows.split(",")):
-        for seed in (int(s) for s in args.seeds.split(",")):
-            q = quality(window, args.epochs, args.aug_rate, args.threads, out, device, args.calibrate, seed)
-            print(f"| {window} | {seed} | {q['epochs']} | {q['threshold']:.2f} / {q['min_size']} | {q['seg']:.3f} "
-                  f"| {q['f1']:.3f} | {q['ap']:.3f} | {q['precision']:.3f} | {q['recall']:.3f} | {q['train_seg']:.3f} "
-                  f"| {q['wall_s'] / 60:.1f} min |", flush=True)
+    print(f"\n### C2C12: train on frames {TRAIN}, score on {VAL} (aug rate {args.aug_rate}x, {args.threads} "
+          f"thread(s), {device}, calibration: {args.calibrate})\n")
+    print("| scale | window | seed | epochs | threshold / min size | SEG (odd frames) | pixel F1 | AP@0.5 "
+          "| pixel precision | pixel recall | SEG (training frames) | training wall time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows: dict[tuple[float, int], list[float]] = {}
+    for scale, n_epochs in zip(scales, epochs, strict=True):
+        for window in (int(w) for w in args.windows.split(",")):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                q = quality(window, n_epochs, args.aug_rate, args.threads, out, device, args.calibrate, seed, scale)
+                rows.setdefault((scale, window), []).append(q["seg"])
+                print(f"| {scale:g} | {window} | {seed} | {q['epochs']} | {q['threshold']:.2f} / {q['min_size']} "
+                      f"| {q['seg']:.3f} | {q['f1']:.3f} | {q['ap']:.3f} | {q['precision']:.3f} | {q['recall']:.3f} "
+                      f"| {q['train_seg']:.3f} | {q['wall_s'] / 60:.1f} min |", flush=True)
+    if any(len(v) > 1 for v in rows.values()):
+        print("\n| scale | window | seeds | SEG (odd frames), mean ± sd |")
+        print("|---|---|---|---|")
+        for (scale, window), v in rows.items():
+            print(f"| {scale:g} | {window} | {len(v)} | {np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f} |")
 
 
 if __name__ == "__main__":

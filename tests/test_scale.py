@@ -17,7 +17,6 @@ from napari_cellnet.inference import predict_windows, segment  # noqa: E402
 from napari_cellnet.jobs import run_job  # noqa: E402
 from napari_cellnet.models.checkpoint import load_checkpoint  # noqa: E402
 from napari_cellnet.training import TrainSegParams, train_segmentation  # noqa: E402
-
 from test_inference import T1, save_tiny, tiny_net  # noqa: E402
 
 # ----------------------------------------------------------------------------- resampling
@@ -148,3 +147,30 @@ def test_training_at_scale_stores_it_and_validates_on_the_movie_grid(tmp_path):
     with pytest.raises(ValueError, match="scale"):
         run_job(train_segmentation(img, lab, _params(epochs=2, scale=1.0), tmp_path / "m",
                                    resume=res.last_path))
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_scale_flags(tmp_path, capsys):
+    from napari_cellnet.cli import build_parser, main
+    from napari_cellnet.cli_train import build_params
+
+    args = build_parser().parse_args(["train-seg", "--images", "m.tif", "--labels", "l.tif", "-o", "x", "--scale", "2"])
+    assert build_params(args).scale == 2.0
+    args = build_parser().parse_args(["train-seg", "--images", "m.tif", "--labels", "l.tif", "-o", "x"])
+    assert build_params(args).scale == 1.0
+    # segment --scale overrides the model's and a bad value is one actionable line
+    import tifffile
+
+    movie = (np.random.default_rng(0).random((3, 40, 40)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "m.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    ck = save_tiny(tmp_path / "s.pt", scale=2.0)
+    assert main(["segment", str(tmp_path / "m.tif"), "-m", str(ck), "-o", str(tmp_path / "o"), "--scale", "0.01",
+                 "--device", "cpu", "--threads", "1", "-q"]) == 2
+    assert "scale must be between" in capsys.readouterr().err
+    assert main(["segment", str(tmp_path / "m.tif"), "-m", str(ck), "-o", str(tmp_path / "o"), "--device", "cpu",
+                 "--threads", "1", "-q", "--tile", "0"]) == 0
+    out = sorted(p.name for p in (tmp_path / "o").iterdir())
+    labels = tifffile.imread(next((tmp_path / "o") / n for n in out if n.endswith("labels.tif")))
+    assert labels.shape == movie.shape

@@ -45,6 +45,7 @@ def train_seg_parameters(
     aug_rate: int = 1,
     edge: str = "reflect",
     background_subtraction: bool = False,
+    scale: float = 1.0,
     device: str = "auto",
     output_folder: str = "",
     overwrite: bool = False,
@@ -71,6 +72,9 @@ def train_seg_parameters(
         What the window uses beyond the movie's ends (stored in the model).
     background_subtraction : bool
         Subtract the per-pixel temporal median (StemNet).
+    scale : float
+        Input scale factor: frames and labels are enlarged by this much before the network
+        (stored in the model, so segmenting applies it too). 1 keeps the movie's pixels.
     device : str
         ``auto``, ``cpu``, ``cuda:N`` or ``mps``.
     output_folder : Path
@@ -94,6 +98,9 @@ PARAM_OPTIONS: dict[str, Any] = {
     "aug_rate": {"min": 1, "max": 10, "label": "augmentation rate (x)"},
     "edge": {"choices": EDGES, "label": "edge policy"},
     "background_subtraction": {"label": "background subtraction"},
+    "scale": {"widget_type": "FloatSpinBox", "min": 0.25, "max": 8.0, "step": 0.25, "label": "input scale",
+              "tooltip": "Enlarge frames and labels by this factor before the network (cellpose's diameter "
+                         "rescaling); the model stores it and segmenting applies it. 1 = the movie's pixels."},
     "device": {"widget_type": "ComboBox", "choices": common.device_choices},
     # a text field, not a FileEdit: FileEdit turns an empty value into the current folder, and
     # training must write only where the user said
@@ -258,7 +265,7 @@ class TrainSegmentationWidget(common.DeviceProbing, Container):
             optimizer=p.optimizer.value, lr=float(p.lr.value), epochs=int(p.epochs.value),
             batch_size=int(p.batch_size.value), patch_size=int(p.patch_size.value), augment=p.augment.value,
             aug_rate=int(p.aug_rate.value), edge=p.edge.value, background_subtraction=bool(
-                p.background_subtraction.value), device=p.device.value, val_frames=val)
+                p.background_subtraction.value), scale=float(p.scale.value), device=p.device.value, val_frames=val)
         params.validate()
         return params
 
