@@ -130,3 +130,8 @@ def test_aligned_tta_keeps_the_axis_vertical():
     for v in views:
         assert torch.equal(v[..., :, 4] > 0, x[..., :, 4] > 0)  # still the same vertical column
     assert len(_tta_views(x, 8)) == 8
+
+
+def test_isolate_without_align_is_refused():
+    with pytest.raises(ValueError, match="align"):
+        Preprocessing(isolate=True)

@@ -92,6 +92,9 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if self.align not in ALIGN_MODES:
             raise ValueError(f"Unknown alignment {self.align!r}; choose one of {', '.join(ALIGN_MODES)}.")
+        if self.isolate and self.align == "none":
+            raise ValueError("isolate needs align='major_axis' (CLI: --align major_axis): "
+                             "the cell is found while aligning it.")
         if not 0.1 <= self.crop_fraction <= 1.0:
             raise ValueError(f"crop_fraction must be between 0.1 and 1, got {self.crop_fraction}.")
         if self.channels not in CHANNEL_MODES:

@@ -88,6 +88,10 @@ class ClassifierTrainConfig:
         Cross-entropy, class-weighted cross-entropy, or focal loss (``focal_gamma``).
     label_smoothing : float
         Label smoothing of the cross-entropy / focal targets.
+    mixup : float
+        Mixup (Zhang et al. 2018): each batch is blended with a shuffled copy of itself with
+        a weight drawn from Beta(mixup, mixup), and the loss blends both targets the same
+        way. 0 turns it off; 0.2-0.4 is usual. A regulariser for small galleries.
     augment : AugmentParams
         Random transforms of training images.
     aug_rate : int
@@ -134,6 +138,7 @@ class ClassifierTrainConfig:
     warmup_epochs: int = 2
     loss: str = "ce"
     label_smoothing: float = 0.1
+    mixup: float = 0.0
     focal_gamma: float = 2.0
     augment: AugmentParams = field(default_factory=lambda: AugmentParams.preset("strong"))
     aug_rate: int = 3
@@ -164,6 +169,8 @@ class ClassifierTrainConfig:
             raise ValueError("val_fraction must be in [0, 1) and holdout in (0, 1).")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if self.mixup < 0:
+            raise ValueError(f"mixup must be >= 0 (0 = off), got {self.mixup}.")
         if self.patience is not None and self.val_fraction == 0:
             raise ValueError("Early stopping (patience) needs a validation split: set val_fraction > 0.")
         if isinstance(self.augment, dict):
@@ -287,8 +294,14 @@ def _fit(run: str, cfg: ClassifierTrainConfig, train: SampleSet, val: SampleSet 
                 continue
             x = torch.from_numpy(xb).to(dev)
             y = torch.from_numpy(yb).to(dev)
-            logits = net(x)
-            loss = _loss(logits, y, cfg, weights)
+            if cfg.mixup > 0:
+                lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                partner = torch.from_numpy(rng.permutation(len(yb))).to(dev)
+                logits = net(lam * x + (1 - lam) * x[partner])
+                loss = lam * _loss(logits, y, cfg, weights) + (1 - lam) * _loss(logits, y[partner], cfg, weights)
+            else:
+                logits = net(x)
+                loss = _loss(logits, y, cfg, weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
