@@ -93,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--tta", type=int, default=1)
+    p.add_argument("--align", choices=["none", "major_axis"], default="none",
+                   help="put every head upright before classifying (orientation.py)")
+    p.add_argument("--isolate", action="store_true", help="with --align: blank everything beyond the cell")
+    p.add_argument("--aug", default="strong", help="augmentation preset (strong, aligned, light, none)")
+    p.add_argument("--mixup", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write checkpoints/reports here (refit model.pt included)")
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from napari_cellnet import device as devices
+    from napari_cellnet.augment import AugmentParams
     from napari_cellnet.classify_data import Preprocessing, load_class_folders
     from napari_cellnet.classify_training import ClassifierTrainConfig, cv_table, train_classifier
     from napari_cellnet.jobs import TrainEvent
@@ -113,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         channels = 1 if args.channels in ("gray", "grey", "grayscale") else 3
         inference_table(args.arch or ["small_cnn"], json.loads(args.model_config), channels, args.size)
         return 0
-    prep = Preprocessing(size=args.size, channels=args.channels, crop_fraction=args.crop)
+    prep = Preprocessing(size=args.size, channels=args.channels, crop_fraction=args.crop, align=args.align,
+                         isolate=args.isolate)
     samples = load_class_folders(args.data, prep)
     mc = json.loads(args.model_config)
     rows = []
@@ -123,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ClassifierTrainConfig(arch=arch, model_config=mc, epochs=args.epochs, folds=args.folds,
                                     preprocessing=prep, aug_rate=args.aug_rate, lr=args.lr,
                                     batch_size=args.batch_size, tta=args.tta, seed=args.seed,
-                                    refit=args.refit, threads=args.threads)
+                                    refit=args.refit, threads=args.threads,
+                                    augment=AugmentParams.preset(args.aug), mixup=args.mixup)
         t0 = time.perf_counter()
 
         def show(ev: object, t0: float = t0) -> None:

@@ -136,7 +136,8 @@ class AugmentParams:
         ``"strong"`` suits single cells with no preferred orientation (sperm heads,
         organelles): full rotation, flips, small shifts/zoom/shear and intensity jitter.
         ``"aligned"`` suits cells already put upright (``Preprocessing.align``): the same
-        jitter with only +-10 degree rotations and left-right mirroring, so the pose stays.
+        jitter with only +-20 degree rotations and mirroring in both axes, so the long axis
+        stays vertical (the upside-down mirror forgives a wrongly chosen polarity).
         ``"temporal"`` suits time-lapse windows: flips, 90 degree rotations, mild zoom and
         intensity jitter, no shear.
         """
@@ -148,8 +149,9 @@ class AugmentParams:
                           shear_range=8, horizontal_flip=True, vertical_flip=True, rot90=True,
                           fill_mode="reflect", brightness=0.1, contrast=0.2, gamma=0.2,
                           noise_std=0.02),
-            "aligned": cls(rotation_range=10, width_shift=0.05, height_shift=0.05, zoom_range=0.1,
-                           shear_range=5, horizontal_flip=True, fill_mode="nearest", brightness=0.1,
+            "aligned": cls(rotation_range=20, width_shift=0.05, height_shift=0.05, zoom_range=0.1,
+                           shear_range=5, horizontal_flip=True, vertical_flip=True, fill_mode="nearest",
+                           brightness=0.1,
                            contrast=0.2, gamma=0.2, noise_std=0.02),
             "temporal": cls(horizontal_flip=True, vertical_flip=True, rot90=True, zoom_range=0.1,
                             rotation_range=10, fill_mode="reflect", brightness=0.05,
