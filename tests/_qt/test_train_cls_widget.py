@@ -81,6 +81,14 @@ def test_train_on_gallery_stack_with_class_layer(make_napari_viewer, qtbot, wait
     wait_idle(widget, timeout=120000)
     assert widget.result.summary["n_samples"] == 16
     assert widget.confusion.matrix.shape == (4, 4) and int(widget.confusion.matrix.sum()) == 16
+    widget.params.augment.value = "aligned"
+    cfg = widget.build_config()  # the default: heads aligned upright, surroundings blanked
+    assert (cfg.preprocessing.align, cfg.preprocessing.isolate) == ("major_axis", True)
+    assert cfg.augment.rotation_range == 20 and cfg.augment.vertical_flip  # the "aligned" preset
+    widget.params.align_cells.value = False
+    widget.params.central_fraction.value = 0.5
+    cfg = widget.build_config()
+    assert (cfg.preprocessing.align, cfg.preprocessing.isolate, cfg.preprocessing.crop_fraction) == ("none", False, 0.5)
 
 
 def test_one_class_only_disables_train(make_napari_viewer, qtbot, wait_idle, c2c12_crop, tmp_path):

@@ -38,12 +38,14 @@ ARCHS = ("small_cnn", "resnet18", "mobilenet_v2")
 def train_cls_parameters(
     arch: str = "small_cnn",
     input_size: int = 64,
+    align_cells: bool = True,
+    central_fraction: float = 1.0,
     epochs: int = 60,
     batch_size: int = 32,
     lr: float = 3e-3,
     optimizer: str = "adamw",
     loss: str = "ce",
-    augment: str = "strong",
+    augment: str = "aligned",
     aug_rate: int = 5,
     folds: int = 5,
     refit: bool = True,
@@ -59,12 +61,20 @@ def train_cls_parameters(
         Network: ``small_cnn`` (fast), ``resnet18``, ``mobilenet_v2``.
     input_size : int
         Side of the square network input; images are resized with aspect kept.
+    align_cells : bool
+        Put every cell upright first (centred, long axis vertical) and blank its
+        surroundings; use the ``aligned`` augmentation with it. Raised HuSHeM 5-fold accuracy
+        from 0.77 to 0.89 (docs/classification.md).
+    central_fraction : float
+        Keep only this central part of each image (after aligning) before resizing, so the
+        input pixels go to the cell (HuSHeM: 0.5).
     epochs, batch_size, lr, optimizer : int, int, float, str
         Optimisation.
     loss : str
         ``ce``, ``weighted_ce`` (class-imbalance weights) or ``focal``.
     augment, aug_rate : str, int
-        Augmentation preset and augmented copies of each image per epoch (1x ... 10x).
+        Augmentation preset and augmented copies of each image per epoch (1x ... 10x):
+        ``aligned`` (small rotations, mirrors) for aligned cells, ``strong`` (any angle) otherwise.
     folds : int
         Stratified k-fold cross-validation (k >= 2), 1 = one hold-out split, 0 = none.
     refit : bool
@@ -81,12 +91,15 @@ def train_cls_parameters(
 PARAM_OPTIONS: dict[str, Any] = {
     "arch": {"choices": ARCHS, "label": "network"},
     "input_size": {"min": 16, "max": 512, "step": 8, "label": "input size (px)"},
+    "align_cells": {"label": "align cells upright"},
+    "central_fraction": {"widget_type": "FloatSpinBox", "min": 0.1, "max": 1.0, "step": 0.05,
+                         "label": "central fraction kept"},
     "epochs": {"min": 1, "max": 10000},
     "batch_size": {"min": 1, "max": 1024, "label": "batch size"},
     "lr": {"widget_type": "FloatSpinBox", "min": 1e-6, "max": 1.0, "step": 1e-4, "label": "learning rate"},
     "optimizer": {"choices": ("adamw", "adam", "sgd", "rmsprop", "adamax", "nadam", "adagrad", "adadelta")},
     "loss": {"choices": ("ce", "weighted_ce", "focal")},
-    "augment": {"choices": ("strong", "light", "none"), "label": "augmentation"},
+    "augment": {"choices": ("aligned", "strong", "light", "none"), "label": "augmentation"},
     "aug_rate": {"min": 1, "max": 10, "label": "augmentation rate (x)"},
     "folds": {"min": 0, "max": 20, "label": "k folds (1 = hold-out)"},
     "refit": {"label": "refit on all samples"},
@@ -266,8 +279,11 @@ class TrainClassifierWidget(common.DeviceProbing, Container):
         from ..classify_training import ClassifierTrainConfig
 
         p = self.params
+        aligned = bool(p.align_cells.value)
+        prep = Preprocessing(size=int(p.input_size.value), crop_fraction=float(p.central_fraction.value),
+                             align="major_axis" if aligned else "none", isolate=aligned)
         return ClassifierTrainConfig(
-            arch=p.arch.value, preprocessing=Preprocessing(size=int(p.input_size.value)), epochs=int(p.epochs.value),
+            arch=p.arch.value, preprocessing=prep, epochs=int(p.epochs.value),
             batch_size=int(p.batch_size.value), lr=float(p.lr.value), optimizer=p.optimizer.value,
             loss=p.loss.value, augment=AugmentParams.preset(p.augment.value), aug_rate=int(p.aug_rate.value),
             folds=int(p.folds.value), refit=bool(p.refit.value), device=p.device.value)
