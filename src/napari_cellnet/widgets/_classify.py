@@ -110,7 +110,7 @@ def class_colormap(class_names: list[str]) -> Any:
     return DirectLabelColormap(color_dict=colors)
 
 
-class ClassifyWidget(common.DeviceProbing, Container):
+class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
     """Classify cells (objects of a Labels layer, a gallery stack or a folder) and annotate classes."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -253,14 +253,10 @@ class ClassifyWidget(common.DeviceProbing, Container):
 
         return self.runner.start(make_job, threads=cpu_threads())
 
-    def _set_running(self, running: bool) -> None:
-        if self._closed:
-            return
+    def _lock_controls(self, running: bool) -> None:
         self.run_button.enabled = not running
         self.stop_button.enabled = running
         self.params.enabled = not running
-        if not running and self.runner.last_error is not None:
-            self.status.value = f"Failed: {self.runner.last_error}"
 
     def _show(self, table: dict[str, Any]) -> None:
         if self._closed:
@@ -426,10 +422,7 @@ class ClassifyWidget(common.DeviceProbing, Container):
         self.status.value = f"Object {label} marked {name!r} on {changed} frame(s)."
         return changed
 
-    def _on_destroyed(self, *args: Any) -> None:
-        self._closed = True
-        self.runner.on_state = None
-        self.runner.abort()
+    def _disconnect(self) -> None:
         try:
             common.MODELS.added.disconnect(self._on_model_added)
         except (TypeError, ValueError):

@@ -182,6 +182,43 @@ def device_choices(widget: Any = None) -> list[str]:
     return names
 
 
+class JobWidget:
+    """Mixin for widgets that run their job through a :class:`~._jobs.JobRunner`.
+
+    The runner's ``on_state`` is :meth:`_set_running`, which locks the widget's controls
+    (:meth:`_lock_controls`, per widget) while the job runs and shows a failure in the
+    status line; :meth:`_on_destroyed` (connected to the Qt object's ``destroyed``) detaches
+    the runner, stops the job and drops the widget's own connections
+    (:meth:`_disconnect`). Expects ``runner``, ``status`` and ``_closed`` on the widget.
+    """
+
+    runner: Any
+    status: Any
+    _closed: bool
+
+    def _set_running(self, running: bool) -> None:
+        if self._closed:
+            return
+        self._lock_controls(running)
+        if not running and self.runner.last_error is not None:
+            self.status.value = f"Failed: {self.runner.last_error}"
+
+    def _lock_controls(self, running: bool) -> None:
+        """Enable or disable the widget's inputs and buttons for a job that starts or ends."""
+        raise NotImplementedError
+
+    def _on_destroyed(self, *args: Any) -> None:
+        self._closed = True
+        self.runner.on_state = None
+        self.runner.on_event = None
+        self.runner.on_returned = lambda result: None
+        self.runner.abort()
+        self._disconnect()
+
+    def _disconnect(self) -> None:
+        """Disconnect the widget's own signal connections (none by default)."""
+
+
 class DeviceProbing:
     """Mixin for job widgets: fills the device list in a background thread (probing CUDA
     imports torch, which must not happen while napari loads the widget) and reports busy

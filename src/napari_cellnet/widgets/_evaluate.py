@@ -124,7 +124,7 @@ def _feature_columns(layer: Any) -> list[str]:
     return [str(c) for c in feats.columns]
 
 
-class EvaluateWidget(Container):
+class EvaluateWidget(common.JobWidget, Container):
     """Compare a prediction with ground truth (segmentation) or annotated classes (dock widget)."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -253,12 +253,8 @@ class EvaluateWidget(Container):
         self._names = (f"{self.class_layer.value.name}:{self.pred_column.value}", self.true_column.value)
         return self.runner.start(lambda: classification_job(pred, true))
 
-    def _set_running(self, running: bool) -> None:
-        if self._closed:
-            return
+    def _lock_controls(self, running: bool) -> None:
         self.run_button.enabled = not running
-        if not running and self.runner.last_error is not None:
-            self.status.value = f"Failed: {self.runner.last_error}"
 
     def _show(self, result: dict[str, Any]) -> None:
         if self._closed:
@@ -322,10 +318,6 @@ class EvaluateWidget(Container):
         show_info(f"Evaluate: table saved to {out}")
         return out
 
-    def _on_destroyed(self, *args: Any) -> None:
-        self._closed = True
-        self.runner.on_state = None
-        self.runner.abort()
 
 
 def _fmt(value: Any) -> str:

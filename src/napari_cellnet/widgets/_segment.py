@@ -164,7 +164,7 @@ def relabel(probabilities: np.ndarray, frames: list[int], threshold: float, min_
     return {"labels": labels, "features": features, "tracks": tracks_from_features(features)}
 
 
-class SegmentWidget(Container):
+class SegmentWidget(common.JobWidget, Container):
     """Segment a time-lapse Image layer with a temporal U-Net (dock widget).
 
     Parameters
@@ -428,9 +428,7 @@ class SegmentWidget(Container):
         self.status.value = f"Resuming {self._source.name!r} from frame {start} with the stopped run's settings …"
         return self.runner.start(lambda: self.make_job(args), threads=cpu_threads())
 
-    def _set_running(self, running: bool) -> None:
-        if self._closed:
-            return
+    def _lock_controls(self, running: bool) -> None:
         self.stop_button.enabled = running
         self.resume_button.enabled = (not running and self.result is not None and bool(self.result.stopped)
                                       and self.runner.last_error is None)
@@ -438,8 +436,6 @@ class SegmentWidget(Container):
         self.image.enabled = not running
         self.axes.enabled = not running
         self._validate()
-        if not running and self.runner.last_error is not None:
-            self.status.value = f"Failed: {self.runner.last_error}"
 
     def _show_result(self, result: Any) -> None:
         if self._closed:
@@ -565,11 +561,7 @@ class SegmentWidget(Container):
                              "the network's boundary class).")
 
     # ------------------------------------------------------------------ teardown
-    def _on_destroyed(self, *args: Any) -> None:
-        self._closed = True
-        self.runner.on_state = None
-        self.runner.on_returned = lambda result: None
-        self.runner.abort()
+    def _disconnect(self) -> None:
         try:
             common.MODELS.added.disconnect(self._on_model_added)
         except (TypeError, ValueError):

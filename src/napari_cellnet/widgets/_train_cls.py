@@ -114,7 +114,7 @@ def _feature_layers(layer: Any) -> bool:
     return "frame" in cols and len(cols) > 1
 
 
-class TrainClassifierWidget(common.DeviceProbing, Container):
+class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
     """Train a cell-morphology classifier with k-fold cross-validation (dock widget)."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -371,20 +371,12 @@ class TrainClassifierWidget(common.DeviceProbing, Container):
         self.status.value = (f"Training {how}; {cv}. " + (f"Model: {model} (now selectable in Classify)."
                                                           if model else "No model saved."))
 
-    def _set_running(self, running: bool) -> None:
-        if self._closed:
-            return
+    def _lock_controls(self, running: bool) -> None:
         self.stop_button.enabled = running
         self.params.enabled = not running
         self._check()
-        if not running and self.runner.last_error is not None:
-            self.status.value = f"Failed: {self.runner.last_error}"
 
-    def _on_destroyed(self, *args: Any) -> None:
-        self._closed = True
-        self.runner.on_state = None
-        self.runner.on_event = None
-        self.runner.abort()
+    def _disconnect(self) -> None:
         if self._watched is not None:
             try:
                 self._watched.events.features.disconnect(self._check)

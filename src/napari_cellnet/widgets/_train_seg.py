@@ -143,7 +143,7 @@ def parse_frames(text: str, n_frames: int) -> list[int] | None:
     return sorted(set(out))
 
 
-class TrainSegmentationWidget(common.DeviceProbing, Container):
+class TrainSegmentationWidget(common.JobWidget, common.DeviceProbing, Container):
     """Train a temporal U-Net on annotated frames of a Labels layer (dock widget)."""
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -359,9 +359,7 @@ class TrainSegmentationWidget(common.DeviceProbing, Container):
                              + (f"Model: {model} (now selectable in Segment)." if model else
                                 "No model saved yet (stopped before the first epoch ended)."))
 
-    def _set_running(self, running: bool) -> None:
-        if self._closed:
-            return
+    def _lock_controls(self, running: bool) -> None:
         self.stop_button.enabled = running
         self.params.enabled = not running
         for w in (self.image, self.label_layer, self.val_frames):
@@ -369,11 +367,3 @@ class TrainSegmentationWidget(common.DeviceProbing, Container):
         if running:
             self.continue_button.enabled = False
         self._check()
-        if not running and self.runner.last_error is not None:
-            self.status.value = f"Failed: {self.runner.last_error}"
-
-    def _on_destroyed(self, *args: Any) -> None:
-        self._closed = True
-        self.runner.on_state = None
-        self.runner.on_event = None
-        self.runner.abort()
