@@ -150,3 +150,15 @@ def test_mixup_blends_targets_and_still_learns():
     assert mixed.summary["accuracy"]["mean"] >= 0.9  # still learns the toy problem
     with pytest.raises(ValueError, match="mixup"):
         ClassifierTrainConfig(mixup=-0.1)
+
+
+def test_default_augmentation_follows_the_samples_alignment(tmp_path):
+    samples = _toy(n=4)  # prepared without alignment
+    run_job(train_classifier(samples, _cfg(augment=None, epochs=1, folds=0, refit=True), tmp_path / "a"))
+    assert load_classifier(tmp_path / "a" / "model.pt").meta["augment"]["rotation_range"] == 180  # "strong"
+    aligned = load_image_stack(np.moveaxis(samples.images, 1, -1)[..., 0], [samples.class_names[i] for i in samples.labels],
+                               samples.class_names, Preprocessing(size=16, normalisation="none", align="major_axis"))
+    run_job(train_classifier(aligned, _cfg(augment=None, epochs=1, folds=0, refit=True), tmp_path / "b"))
+    meta = load_classifier(tmp_path / "b" / "model.pt").meta
+    assert meta["augment"]["rotation_range"] == 20 and meta["preprocessing"]["align"] == "major_axis"
+    assert ClassifierTrainConfig().preprocessing.align == "major_axis"  # the recipe default

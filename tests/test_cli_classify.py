@@ -52,6 +52,23 @@ def test_train_writes_model_and_report(trained):
     assert report["folds"] == [] and report["summary"]["n_samples"] == 24
     history = read_table(trained / "history.csv")
     assert history["epoch"] == list(range(1, 9)) and set(history["run"]) == {"refit"}
+    from napari_cellnet.classify_inference import load_classifier
+
+    prep = load_classifier(trained / "model.pt").meta["preprocessing"]
+    assert (prep["align"], prep["isolate"]) == ("major_axis", True)  # the CLI's default recipe
+
+
+def test_align_none_defaults_to_any_angle_augmentation(gallery, tmp_path):
+    from napari_cellnet.classify_inference import load_classifier
+
+    out = tmp_path / "plain"
+    i = TRAIN.index("--aug")
+    args = TRAIN[:i] + TRAIN[i + 2:]  # no --aug: the default for unaligned cells
+    assert main(["train-cls", str(gallery), "--folds", "0", "--align", "none", "-o", str(out), *args,
+                 "--epochs", "1"]) == 0
+    meta = load_classifier(out / "model.pt").meta
+    assert (meta["preprocessing"]["align"], meta["preprocessing"]["isolate"]) == ("none", False)
+    assert meta["augment"]["rotation_range"] == 180  # "strong": cells at any angle
 
 
 def test_train_cv_table_and_out_of_fold_predictions(gallery, tmp_path, capsys):

@@ -423,7 +423,7 @@ def load_objects(
         targets, names = np.full(n, -1, np.int64), list(class_names or [])
     if n:
         items = [c for c in crops]
-        masks = object_masks(labels, table, crop_size) if prep.align != "none" else None
+        masks = list(object_masks(labels, table, crop_size)) if prep.align != "none" else None
         images, resolved = prepare_images(items, prep, [f"frame {f} label {v}" for f, v in
                                                         zip(table["frame"], table["label"], strict=True)],
                                           dtype_max=_dtype_max(np.asarray(image)), masks=masks)

@@ -33,7 +33,7 @@ import os
 import shutil
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,10 @@ class ClassifierTrainConfig:
     pretrained : str, optional
         Weights file to start from (a napari-cellnet checkpoint or a state_dict).
     preprocessing : Preprocessing
-        Input size, channel policy, normalisation.
+        Input size, channel policy, normalisation, alignment; used when ``train_classifier``
+        is given a folder. Default: 64 px, cells aligned upright with their surroundings
+        blanked (``align="major_axis", isolate=True``), which raised HuSHeM 5-fold accuracy
+        from 0.77 to 0.89 (docs/classification.md).
     epochs, batch_size, lr, weight_decay, optimizer, momentum, scheduler, warmup_epochs
         Optimisation (see :mod:`napari_cellnet.optim`).
     loss : {"ce", "weighted_ce", "focal"}
@@ -92,8 +95,10 @@ class ClassifierTrainConfig:
         Mixup (Zhang et al. 2018): each batch is blended with a shuffled copy of itself with
         a weight drawn from Beta(mixup, mixup), and the loss blends both targets the same
         way. 0 turns it off; 0.2-0.4 is usual. A regulariser for small galleries.
-    augment : AugmentParams
-        Random transforms of training images.
+    augment : AugmentParams, optional
+        Random transforms of training images. ``None`` (default) picks the preset that
+        suits the samples: ``"aligned"`` for aligned samples, ``"strong"`` (any angle)
+        otherwise.
     aug_rate : int
         Randomly augmented copies of every training image per epoch (the seed GUI's 1x/5x/10x).
     balance : {"none", "weights", "sampler"}
@@ -127,7 +132,8 @@ class ClassifierTrainConfig:
     activation: str = "relu"
     dropout: float = 0.3
     pretrained: str | None = None
-    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    preprocessing: Preprocessing = field(
+        default_factory=lambda: Preprocessing(align="major_axis", isolate=True))
     epochs: int = 30
     batch_size: int = 32
     lr: float = 3e-3
@@ -140,7 +146,7 @@ class ClassifierTrainConfig:
     label_smoothing: float = 0.1
     mixup: float = 0.0
     focal_gamma: float = 2.0
-    augment: AugmentParams = field(default_factory=lambda: AugmentParams.preset("strong"))
+    augment: AugmentParams | None = None
     aug_rate: int = 3
     balance: str = "none"
     folds: int = 5
@@ -181,7 +187,7 @@ class ClassifierTrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["preprocessing"] = self.preprocessing.to_dict()
-        d["augment"] = self.augment.to_dict()
+        d["augment"] = None if self.augment is None else self.augment.to_dict()
         return d
 
 
@@ -250,7 +256,7 @@ def _meta(cfg: ClassifierTrainConfig, samples: SampleSet, extra: dict[str, Any])
         "input_size": prep.size,
         "in_channels": prep.n_channels,
         "preprocessing": prep.to_dict(),
-        "augment": cfg.augment.to_dict(),
+        "augment": cfg.augment.to_dict() if cfg.augment is not None else None,
         "train_config": json.loads(json.dumps(cfg.to_dict(), default=str)),
         "package_version": __version__,
         **samples.meta,
@@ -419,6 +425,9 @@ def train_classifier(
     samples = data if isinstance(data, SampleSet) else load_class_folders(data, cfg.preprocessing)
     samples = samples.labelled()
     check_trainable(samples)
+    if cfg.augment is None:
+        cfg = replace(cfg, augment=AugmentParams.preset("strong" if samples.preprocessing.align == "none"
+                                                        else "aligned"))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     else:
@@ -458,7 +467,7 @@ def train_classifier(
             break
         test = samples.subset(te)
         t1 = time.perf_counter()
-        aligned = cfg.preprocessing.align != "none"
+        aligned = test.preprocessing.align != "none"  # how the samples were really prepared
         proba = yield from _quiet(predict_proba(net, test.images, dev, 256, cfg.tta, aligned))
         t_infer += time.perf_counter() - t1
         n_infer += len(test) * (min(cfg.tta, 4) if aligned else cfg.tta)

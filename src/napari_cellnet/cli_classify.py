@@ -83,10 +83,11 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: as the images are (mixed gray/RGB is refused); rgb or gray convert")
     p.add_argument("--crop", type=float, default=1.0, help="central fraction of each image kept (default 1)")
     p.add_argument("--normalisation", choices=["image", "range", "none"], default="image")
-    p.add_argument("--align", choices=["none", "major_axis"], default="none",
-                   help="put every cell upright first: centred, long axis vertical (use with --aug aligned)")
-    p.add_argument("--isolate", action="store_true",
-                   help="with --align: paint everything beyond 3 px of the cell with the background colour")
+    p.add_argument("--align", choices=["none", "major_axis"], default="major_axis",
+                   help="major_axis (default): put every cell upright first (centred, long axis vertical) "
+                        "and blank its surroundings; none: use the images as they are")
+    p.add_argument("--keep-surroundings", action="store_true",
+                   help="with --align major_axis: do not blank what lies beyond 3 px of the cell")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -96,7 +97,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", default="ce", choices=["ce", "weighted_ce", "focal"])
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter (0 = off; 0.2-0.4 usual)")
-    p.add_argument("--aug", default="strong", help="augmentation preset: none, light, strong, aligned, temporal")
+    p.add_argument("--aug", default=None, help="augmentation preset: aligned (default with --align major_axis), "
+                                                "strong (default with --align none: any angle), light, none, temporal")
     p.add_argument("--aug-rate", type=int, default=3, help="augmented copies per image per epoch (1, 5, 10 ...)")
     p.add_argument("--fill-mode", default=None, help="constant, nearest, reflect or wrap (overrides the preset)")
     p.add_argument("--balance", choices=["none", "weights", "sampler"], default="none",
@@ -122,8 +124,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .classify_training import ClassifierTrainConfig, cv_table, train_classifier
 
     prep = Preprocessing(size=args.size, channels=args.channels, normalisation=args.normalisation,
-                         crop_fraction=args.crop, align=args.align, isolate=args.isolate)
-    aug = AugmentParams.preset(args.aug)
+                         crop_fraction=args.crop, align=args.align,
+                         isolate=args.align != "none" and not args.keep_surroundings)
+    aug = AugmentParams.preset(args.aug or ("strong" if args.align == "none" else "aligned"))
     if args.fill_mode:
         aug = AugmentParams(**{**aug.to_dict(), "fill_mode": args.fill_mode})
     cfg = ClassifierTrainConfig(
