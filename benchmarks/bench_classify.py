@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--isolate", action="store_true", help="with --align: blank everything beyond the cell")
     p.add_argument("--aug", default="strong", help="augmentation preset (strong, aligned, light, none)")
     p.add_argument("--mixup", type=float, default=0.0)
+    p.add_argument("--ensemble", type=int, default=1, help="networks per model (seeded, probabilities averaged)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write checkpoints/reports here (refit model.pt included)")
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                                     preprocessing=prep, aug_rate=args.aug_rate, lr=args.lr,
                                     batch_size=args.batch_size, tta=args.tta, seed=args.seed,
                                     refit=args.refit, threads=args.threads,
-                                    augment=AugmentParams.preset(args.aug), mixup=args.mixup)
+                                    augment=AugmentParams.preset(args.aug), mixup=args.mixup,
+                                    ensemble=args.ensemble)
         t0 = time.perf_counter()
 
         def show(ev: object, t0: float = t0) -> None:

@@ -162,3 +162,39 @@ def test_default_augmentation_follows_the_samples_alignment(tmp_path):
     meta = load_classifier(tmp_path / "b" / "model.pt").meta
     assert meta["augment"]["rotation_range"] == 20 and meta["preprocessing"]["align"] == "major_axis"
     assert ClassifierTrainConfig().preprocessing.align == "major_axis"  # the recipe default
+
+
+def test_ensemble_of_seeded_networks_averages_probabilities(tmp_path):
+    import torch
+
+    samples = _toy(n=6)
+    result = run_job(train_classifier(samples, _cfg(ensemble=2, epochs=2, folds=2, refit=True), tmp_path))
+    runs = [h["run"] for h in result.history]
+    assert sorted(set(runs)) == ["fold1 net 1/2", "fold1 net 2/2", "fold2 net 1/2", "fold2 net 2/2",
+                                 "refit net 1/2", "refit net 2/2"]
+    ck = load_classifier(tmp_path / "model.pt")
+    assert ck.model == "ensemble" and ck.config["members"] == 2 and ck.config["arch"] == "small_cnn"
+    net = ck.build("cpu")
+    x = torch.from_numpy(samples.images[:5])
+    with torch.no_grad():
+        mean = torch.stack([torch.softmax(m(x), 1) for m in net.members]).mean(0)
+        np.testing.assert_allclose(torch.softmax(net(x), 1).numpy(), mean.numpy(), atol=1e-6)
+        a, b = (torch.softmax(m(x), 1) for m in net.members)
+    assert not torch.allclose(a, b)  # the members were trained from different seeds
+    assert load_classifier(tmp_path / "fold1.pt").model == "ensemble"
+    with pytest.raises(ValueError, match="ensemble=N"):
+        ClassifierTrainConfig(arch="ensemble")
+    with pytest.raises(ValueError, match="ensemble must be"):
+        ClassifierTrainConfig(ensemble=0)
+
+
+def test_stop_during_a_later_ensemble_member_keeps_the_finished_one(tmp_path):
+    samples = _toy(n=6)
+    seen: list = []
+    stop = lambda: any(isinstance(e, TrainEvent) and e.message == "refit net 2/2" for e in seen)  # noqa: E731
+    result = run_job(train_classifier(samples, _cfg(ensemble=2, epochs=3, folds=0, refit=True), tmp_path),
+                     seen.append, stop)
+    assert result.stopped
+    ck = load_classifier(tmp_path / "model.pt")
+    assert ck.model == "small_cnn"  # the half-trained second network was dropped
+    assert [h["run"] for h in result.history if h["run"] == "refit net 1/2"] == ["refit net 1/2"] * 3

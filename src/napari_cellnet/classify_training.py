@@ -115,6 +115,11 @@ class ClassifierTrainConfig:
         After CV, train the shipped model on all samples.
     tta : int
         Test-time augmentation views (1 = off, up to 8) when scoring.
+    ensemble : int
+        Train this many networks of ``arch`` per fold (and for the refit), each from its own
+        seed, and save them as one model that averages their class probabilities
+        (:class:`~napari_cellnet.models.classifier.Ensemble`). Costs ``ensemble`` times the
+        training and inference time; lowers the variance of small-data models.
     seed : int
         Seeds the split, the initialisation, the augmentation.
     device : str
@@ -154,12 +159,17 @@ class ClassifierTrainConfig:
     val_fraction: float = 0.0
     refit: bool = True
     tta: int = 1
+    ensemble: int = 1
     seed: int = 0
     device: str = "auto"
     patience: int | None = None
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.arch == "ensemble":
+            raise ValueError("Choose the members' network as arch and their number with ensemble=N.")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1 (networks per model), got {self.ensemble}.")
         if self.arch not in available_models("classification"):
             raise ValueError(f"Unknown classifier {self.arch!r}; choose one of "
                              f"{', '.join(available_models('classification'))}.")
@@ -244,6 +254,46 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, cfg: ClassifierTrainConfig,
 def _net_config(cfg: ClassifierTrainConfig, n_channels: int, n_classes: int) -> dict[str, Any]:
     return {**cfg.model_config, "in_channels": n_channels, "n_classes": n_classes,
             "activation": cfg.activation, "dropout": cfg.dropout}
+
+
+def _saved_model(cfg: ClassifierTrainConfig, n_channels: int, n_classes: int,
+                 net: torch.nn.Module) -> tuple[str, dict[str, Any]]:
+    """Registry name and builder config of ``net``: an ensemble of ``arch`` networks, or one."""
+    from .models.classifier import Ensemble
+
+    config = _net_config(cfg, n_channels, n_classes)
+    if isinstance(net, Ensemble):
+        return "ensemble", {**config, "arch": cfg.arch, "members": len(net.members)}
+    return cfg.arch, config
+
+
+def _fit_model(run: str, cfg: ClassifierTrainConfig, train: SampleSet, val: SampleSet | None, dev: torch.device,
+               fold: int | None, folds: int | None, history: list[dict[str, Any]], seed: int,
+               ) -> Generator[TrainEvent, Any, tuple[torch.nn.Module | None, bool, dict[str, float]]]:
+    """:func:`_fit` once, or ``cfg.ensemble`` times from different seeds combined into an ensemble.
+
+    On STOP during a later member, the members already finished form the ensemble (the
+    half-trained one is dropped; one finished member is returned as a plain network); during
+    the first, that member is returned as it is.
+    """
+    if cfg.ensemble == 1:
+        return (yield from _fit(run, cfg, train, val, dev, fold, folds, history, seed))
+    from .models.classifier import Ensemble
+
+    members: list[torch.nn.Module] = []
+    timing = {"train_seconds": 0.0, "train_images": 0.0}
+    stopped = False
+    for i in range(cfg.ensemble):
+        net, stopped, t = yield from _fit(f"{run} net {i + 1}/{cfg.ensemble}", cfg, train, val, dev, fold, folds,
+                                          history, seed + 7919 * i)
+        timing = {key: timing[key] + t[key] for key in timing}
+        if net is not None and (not stopped or not members):
+            members.append(net)
+        if stopped or net is None:
+            break
+    if len(members) < 2:  # none, or stopped during the first: a single network
+        return (members[0] if members else None), stopped, timing
+    return Ensemble(members).eval(), stopped, timing
 
 
 def _meta(cfg: ClassifierTrainConfig, samples: SampleSet, extra: dict[str, Any]) -> dict[str, Any]:
@@ -460,7 +510,8 @@ def train_classifier(
     last_net = None
     for f, (tr, te) in enumerate(splits, start=1):
         train, val = _split_val(samples.subset(tr), cfg.val_fraction, cfg.seed + f)
-        net, stopped, timing = yield from _fit(f"fold{f}", cfg, train, val, dev, f, n_runs, history, cfg.seed + f)
+        net, stopped, timing = yield from _fit_model(f"fold{f}", cfg, train, val, dev, f, n_runs, history,
+                                                     cfg.seed + f)
         t_train += timing["train_seconds"]
         n_seen += int(timing["train_images"])
         if net is None:
@@ -479,7 +530,7 @@ def train_classifier(
         oof_proba.append(proba)
         last_net = net
         if out is not None:
-            p = save_checkpoint(out / f"fold{f}.pt", net, cfg.arch, _net_config(cfg, samples.preprocessing.n_channels, k),
+            p = save_checkpoint(out / f"fold{f}.pt", net, *_saved_model(cfg, samples.preprocessing.n_channels, k, net),
                                 "classification", _meta(cfg, samples, {"fold": f, "fold_report": _slim(rep)}))
             fold_ckpts.append(p)
             if float(rep["accuracy"]) > best_fold[0]:  # type: ignore[arg-type]
@@ -498,8 +549,9 @@ def train_classifier(
     checkpoint: Path | None = None
     refit_net = None
     if (cfg.refit or not splits) and not stopped:
-        refit_net, stopped, timing = yield from _fit("refit", cfg, *_split_val(samples, cfg.val_fraction, cfg.seed),
-                                                     dev, None, None, history, cfg.seed)
+        refit_net, stopped, timing = yield from _fit_model("refit", cfg, *_split_val(samples, cfg.val_fraction,
+                                                                                     cfg.seed),
+                                                           dev, None, None, history, cfg.seed)
         t_train += timing["train_seconds"]
         n_seen += int(timing["train_images"])
         if stopped and best_fold[1] is not None:
@@ -515,16 +567,16 @@ def train_classifier(
     extra = {"cv_summary": {k2: v for k2, v in summary.items() if k2 != "class_counts"},
              "cv_folds": cfg.folds, "selected_by": "refit on all samples" if refit_net is not None else "best fold"}
     if out is not None:
-        net_cfg = _net_config(cfg, samples.preprocessing.n_channels, k)
+        n_ch = samples.preprocessing.n_channels
         if refit_net is not None:
-            checkpoint = save_checkpoint(out / "model.pt", refit_net, cfg.arch, net_cfg, "classification",
-                                         _meta(cfg, samples, extra))
+            checkpoint = save_checkpoint(out / "model.pt", refit_net, *_saved_model(cfg, n_ch, k, refit_net),
+                                         "classification", _meta(cfg, samples, extra))
         elif best_fold[1] is not None:
             checkpoint = out / "model.pt"
             shutil.copyfile(best_fold[1], checkpoint)
         elif last_net is not None:
-            checkpoint = save_checkpoint(out / "model.pt", last_net, cfg.arch, net_cfg, "classification",
-                                         _meta(cfg, samples, extra))
+            checkpoint = save_checkpoint(out / "model.pt", last_net, *_saved_model(cfg, n_ch, k, last_net),
+                                         "classification", _meta(cfg, samples, extra))
         _write_outputs(out, cfg, samples, history, reports, pooled, summary, oof)
     return ClassifierTrainResult(checkpoint, fold_ckpts, history, reports, pooled, summary, oof, stopped,
                                  names, cfg.to_dict())

@@ -110,6 +110,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=None, help="early stopping patience (needs --val-fraction)")
     p.add_argument("--no-refit", action="store_true", help="do not train the final model on all samples")
     p.add_argument("--tta", type=int, default=1, help="test-time augmentation views when scoring (1-8)")
+    p.add_argument("--ensemble", type=int, default=1,
+                   help="networks per model, each from its own seed; their probabilities are averaged")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
@@ -135,7 +137,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
         scheduler=args.scheduler, loss=args.loss, label_smoothing=args.label_smoothing, mixup=args.mixup, augment=aug,
         aug_rate=args.aug_rate, balance=args.balance, folds=args.folds, holdout=args.holdout,
-        val_fraction=args.val_fraction, patience=args.patience, refit=not args.no_refit, tta=args.tta,
+        val_fraction=args.val_fraction, patience=args.patience, refit=not args.no_refit, tta=args.tta, ensemble=args.ensemble,
         seed=args.seed, device=args.device, threads=args.threads,
     )
     if args.image or args.labels:

@@ -311,3 +311,40 @@ def mobilenet_v2(in_channels: int = 3, n_classes: int = 2, width_mult: float = 1
     """Build :class:`MobileNetV2`."""
     return _maybe_pretrained(
         MobileNetV2(in_channels, n_classes, width_mult, first_stride, activation, dropout), pretrained)
+
+
+class Ensemble(nn.Module):
+    """Several classifiers trained apart (different seeds), answering together.
+
+    The forward pass returns the log of the members' *averaged* class probabilities, so a
+    softmax of the output (what prediction applies) gives exactly that average. Averaging
+    a few independently trained small networks is the cheapest way to lower the variance
+    of a classifier trained on a few hundred images.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("An ensemble needs at least one member network.")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(0)
+        return torch.log(probs.clamp_min(1e-12))
+
+
+@register("ensemble", "classification")
+def ensemble(in_channels: int = 3, n_classes: int = 2, arch: str = "small_cnn", members: int = 3,
+             activation: str = "relu", dropout: float = 0.3, pretrained: str | None = None,
+             **member_config: Any) -> nn.Module:
+    """Build an :class:`Ensemble` of ``members`` untrained ``arch`` networks (the layout a
+    checkpoint of an ensemble is loaded into; training fits each member on its own)."""
+    from . import build_model
+
+    if arch == "ensemble":
+        raise ValueError("An ensemble's members cannot be ensembles.")
+    if members < 1:
+        raise ValueError(f"An ensemble needs at least 1 member, got {members}.")
+    return Ensemble([build_model(arch, in_channels=in_channels, n_classes=n_classes, activation=activation,
+                                 dropout=dropout, pretrained=pretrained, **member_config)
+                     for _ in range(members)])
