@@ -1,5 +1,5 @@
 """Run ONE fold (or the refit) of train_classifier's 5-fold CV exactly as train_classifier does
-(same stratified split, same _fit seed cfg.seed + f, same TTA scoring), so folds can run in
+(same stratified split, same _fit_model seeds cfg.seed + f, same TTA scoring), so folds can run in
 parallel processes. Writes <outdir>/fold<f>.npz (te idx, proba) or refit_state.pt.
 
 Usage: python benchmarks/classify_fold.py OUTDIR '{"prep": {"channels": "gray"}, "epochs": 60}' 2
@@ -15,7 +15,7 @@ from napari_cellnet import samples as S
 from napari_cellnet.augment import AugmentParams
 from napari_cellnet.classify_data import Preprocessing, load_class_folders
 from napari_cellnet.classify_inference import predict_proba
-from napari_cellnet.classify_training import ClassifierTrainConfig, _fit, _split_val
+from napari_cellnet.classify_training import ClassifierTrainConfig, _fit_model, _split_val
 from napari_cellnet.io import stratified_kfold
 from napari_cellnet.jobs import TrainEvent, run_job
 
@@ -46,14 +46,16 @@ if __name__ == "__main__":
             print(f"{which} ep {ev.epoch} loss {ev.train_loss:.3f} tacc {ev.val_metrics.get('train_accuracy'):.3f} {time.perf_counter()-t0:.0f}s", flush=True)
     if which == "refit":
         tr, val = _split_val(samples, cfg.val_fraction, cfg.seed)
-        net, _, timing = run_job(_fit("refit", cfg, tr, val, dev, None, None, hist, cfg.seed), show)
+        net, _, timing = run_job(_fit_model("refit", cfg, tr, val, dev, None, None, hist, cfg.seed), show)
         torch.save(net.state_dict(), f"{outdir}/refit_state.pt")
     else:
         f = int(which)
         tr_idx, te = stratified_kfold(samples.labels, cfg.folds, cfg.seed)[f - 1]
         train, val = _split_val(samples.subset(tr_idx), cfg.val_fraction, cfg.seed + f)
-        net, _, timing = run_job(_fit(f"fold{f}", cfg, train, val, dev, f, cfg.folds, hist, cfg.seed + f), show)
-        proba = run_job(predict_proba(net, samples.subset(te).images, dev, 256, cfg.tta))
+        net, _, timing = run_job(_fit_model(f"fold{f}", cfg, train, val, dev, f, cfg.folds, hist, cfg.seed + f),
+                                 show)
+        aligned = samples.preprocessing.align != "none"
+        proba = run_job(predict_proba(net, samples.subset(te).images, dev, 256, cfg.tta, aligned))
         acc = float((proba.argmax(1) == samples.labels[te]).mean())
         np.savez(f"{outdir}/fold{f}.npz", te=te, proba=proba, y=samples.labels[te])
         print(f"RESULT fold{f} acc={acc:.3f}", flush=True)
