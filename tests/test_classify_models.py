@@ -58,3 +58,39 @@ def test_pretrained_copies_matching_weights_and_skips_head(tmp_path):
         load_pretrained(build_model("resnet18", width=8), path)
     with pytest.raises(FileNotFoundError):
         load_pretrained(dst, tmp_path / "missing.pt")
+
+
+def test_parse_members_and_mixed_ensemble_layout():
+    from napari_cellnet.models.classifier import Ensemble, parse_members
+
+    specs = parse_members("small_cnn*2, mobilenet_v2:width_mult=0.25,resnet18:width=8:stem=small")
+    assert specs == [{"arch": "small_cnn"}, {"arch": "small_cnn"}, {"arch": "mobilenet_v2", "width_mult": 0.25},
+                     {"arch": "resnet18", "width": 8, "stem": "small"}]
+    net = build_model("ensemble", in_channels=1, n_classes=3, members=specs[1:])
+    assert isinstance(net, Ensemble) and [type(m).__name__ for m in net.members] == ["SmallCNN", "MobileNetV2",
+                                                                                      "ResNet18"]
+    assert net(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+    assert len(build_model("ensemble", arch="small_cnn", members=2, width=4).members) == 2  # count form
+    for bad, match in [("small_cnn*0", "count must be >= 1"), ("small_cnn*x", "Cannot read the count"),
+                       ("resnet18:width", "key=value"), ("vgg16", "Unknown ensemble member 'vgg16'"),
+                       ("ensemble", "cannot be ensembles"), (" , ", "No networks")]:
+        with pytest.raises(ValueError, match=match):
+            parse_members(bad)
+
+
+def test_half_precision_checkpoint_loads_into_float32(tmp_path):
+    from napari_cellnet.models.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = {"in_channels": 1, "n_classes": 2, "width": 16, "blocks": 3}
+    net = build_model("small_cnn", **cfg).eval()
+    full = save_checkpoint(tmp_path / "full.pt", net, "small_cnn", cfg, "classification")
+    half = save_checkpoint(tmp_path / "half.pt", net, "small_cnn", cfg, "classification", {"x": 1}, half=True)
+    ck = load_checkpoint(half)
+    assert ck.meta == {"x": 1, "weights_dtype": "float16"}
+    assert {v.dtype for v in ck.state_dict.values()} == {torch.float16, torch.int64}  # BN counters stay ints
+    assert half.stat().st_size < 0.7 * full.stat().st_size
+    rebuilt = ck.build()
+    assert {p.dtype for p in rebuilt.parameters()} == {torch.float32}
+    x = torch.randn(3, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), net(x), atol=2e-2, rtol=1e-2)

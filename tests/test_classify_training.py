@@ -188,6 +188,37 @@ def test_ensemble_of_seeded_networks_averages_probabilities(tmp_path):
         ClassifierTrainConfig(ensemble=0)
 
 
+def test_mixed_ensemble_trains_each_architecture_and_reloads(tmp_path):
+    import torch
+
+    samples = _toy(n=6)
+    members = [{"arch": "small_cnn", "width": 8, "blocks": 2}] * 2 + [{"arch": "resnet18", "width": 8}]
+    cfg = _cfg(members=members, model_config={}, epochs=1, folds=0, refit=True)
+    assert cfg.arch == "small_cnn" and cfg.member_specs() == members
+    result = run_job(train_classifier(samples, cfg, tmp_path / "mixed"))
+    assert [h["run"] for h in result.history] == ["refit net 1/3 (small_cnn)", "refit net 2/3 (small_cnn)",
+                                                  "refit net 3/3 (resnet18)"]
+    ck = load_classifier(tmp_path / "mixed" / "model.pt")
+    assert ck.model == "ensemble" and ck.config["members"] == members
+    net = ck.build("cpu")
+    assert [type(m).__name__ for m in net.members] == ["SmallCNN", "SmallCNN", "ResNet18"]
+    # seeds: the k-th network of an architecture starts from seed + 7919 k, so the first small_cnn
+    # is the network a single small_cnn run trains, and the resnet18 one a single resnet18 run
+    run_job(train_classifier(samples, _cfg(epochs=1, folds=0, refit=True), tmp_path / "single"))
+    single = load_classifier(tmp_path / "single" / "model.pt").build("cpu")
+    x = torch.from_numpy(samples.images[:4])
+    with torch.no_grad():
+        torch.testing.assert_close(net.members[0](x), single(x))
+        assert not torch.allclose(net.members[1](x), single(x))
+    assert load_classifier(tmp_path / "mixed" / "model.pt").meta["train_config"]["members"] == members
+    with pytest.raises(ValueError, match="not both"):
+        ClassifierTrainConfig(members=members, ensemble=2)
+    with pytest.raises(ValueError, match="pretrained"):
+        ClassifierTrainConfig(members=members, pretrained="w.pt")
+    with pytest.raises(ValueError, match="Unknown ensemble member"):
+        ClassifierTrainConfig(members=[{"arch": "vgg"}])
+
+
 def test_stop_during_a_later_ensemble_member_keeps_the_finished_one(tmp_path):
     samples = _toy(n=6)
     seen: list = []

@@ -83,6 +83,21 @@ def test_train_cv_table_and_out_of_fold_predictions(gallery, tmp_path, capsys):
     assert sorted(oof["fold"]) == [1] * 12 + [2] * 12
 
 
+def test_train_mixed_ensemble_from_members(gallery, tmp_path, capsys):
+    from napari_cellnet.classify_inference import load_classifier
+
+    out = tmp_path / "mixed"
+    args = TRAIN[4:]  # no --arch / --model-config: --members names the networks
+    assert main(["train-cls", str(gallery), "--folds", "0", "-o", str(out), *args, "--epochs", "1",
+                 "--members", "small_cnn:width=8:blocks=2*2,resnet18:width=8"]) == 0
+    ck = load_classifier(out / "model.pt")
+    assert ck.model == "ensemble"
+    assert ck.config["members"] == [{"arch": "small_cnn", "width": 8, "blocks": 2}] * 2 + [{"arch": "resnet18",
+                                                                                          "width": 8}]
+    assert main(["train-cls", str(gallery), "-o", str(out), *TRAIN, "--members", "small_cnn"]) == 2
+    assert "not in model_config" in capsys.readouterr().err
+
+
 def test_classify_folder_round_trip(trained, gallery, tmp_path, capsys):
     out = tmp_path / "pred.csv"
     assert main(["classify", str(gallery), "--model", str(trained / "model.pt"), "-o", str(out), "-q",

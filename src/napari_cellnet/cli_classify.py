@@ -112,6 +112,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", type=int, default=1, help="test-time augmentation views when scoring (1-8)")
     p.add_argument("--ensemble", type=int, default=1,
                    help="networks per model, each from its own seed; their probabilities are averaged")
+    p.add_argument("--members", default=None, metavar="NETS",
+                   help="a mixed ensemble instead of --arch/--model-config/--ensemble, e.g. "
+                        "small_cnn*3,mobilenet_v2,resnet18:width=32 (the shipped demo's networks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
@@ -124,6 +127,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .augment import AugmentParams
     from .classify_data import Preprocessing, load_class_folders, load_objects
     from .classify_training import ClassifierTrainConfig, cv_table, train_classifier
+    from .models.classifier import parse_members
 
     prep = Preprocessing(size=args.size, channels=args.channels, normalisation=args.normalisation,
                          crop_fraction=args.crop, align=args.align,
@@ -138,7 +142,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, loss=args.loss, label_smoothing=args.label_smoothing, mixup=args.mixup, augment=aug,
         aug_rate=args.aug_rate, balance=args.balance, folds=args.folds, holdout=args.holdout,
         val_fraction=args.val_fraction, patience=args.patience, refit=not args.no_refit, tta=args.tta, ensemble=args.ensemble,
-        seed=args.seed, device=args.device, threads=args.threads,
+        members=parse_members(args.members) if args.members else None, seed=args.seed, device=args.device, threads=args.threads,
     )
     if args.image or args.labels:
         if not (args.image and args.labels and args.classes):

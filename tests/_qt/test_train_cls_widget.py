@@ -89,6 +89,9 @@ def test_train_on_gallery_stack_with_class_layer(make_napari_viewer, qtbot, wait
     widget.params.central_fraction.value = 0.5
     cfg = widget.build_config()
     assert (cfg.preprocessing.align, cfg.preprocessing.isolate, cfg.preprocessing.crop_fraction) == ("none", False, 0.5)
+    widget.params.arch.value = widget.params.arch.choices[-1]  # the demo's mixed ensemble
+    assert [m["arch"] for m in widget.build_config().member_specs()] == ["small_cnn"] * 3 + ["mobilenet_v2",
+                                                                                            "resnet18"]
 
 
 def test_one_class_only_disables_train(make_napari_viewer, qtbot, wait_idle, c2c12_crop, tmp_path):

@@ -45,7 +45,7 @@ class Checkpoint:
         from . import build_model
 
         net = build_model(self.model, **self.config)
-        net.load_state_dict(self.state_dict)
+        net.load_state_dict(self.state_dict)  # copies into the network's dtype (float16 files too)
         net.eval()
         if device is not None:
             net.to(device)
@@ -59,8 +59,15 @@ def save_checkpoint(
     config: dict[str, Any],
     task: str,
     meta: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> Path:
-    """Write ``net``'s weights and recipe to ``path`` atomically and return the path."""
+    """Write ``net``'s weights and recipe to ``path`` atomically and return the path.
+
+    ``half=True`` stores floating-point weights as float16 (half the file; loading casts
+    them back to the network's float32, see :meth:`Checkpoint.build`) and records
+    ``meta["weights_dtype"] = "float16"``: for shipping a model, where the file size
+    matters more than the last bits of the weights.
+    """
     import torch
 
     from .. import __version__
@@ -72,9 +79,9 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "model": model,
         "config": dict(config),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "state_dict": {k: _stored(v, half) for k, v in net.state_dict().items()},
         "task": task,
-        "meta": dict(meta or {}),
+        "meta": {**(meta or {}), **({"weights_dtype": "float16"} if half else {})},
         "package_version": __version__,
     }
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -82,6 +89,11 @@ def save_checkpoint(
         fh.flush()
         os.fsync(fh.fileno())
     return path
+
+
+def _stored(tensor: Any, half: bool) -> Any:
+    tensor = tensor.detach().cpu()
+    return tensor.half() if half and tensor.is_floating_point() else tensor
 
 
 def load_checkpoint(path: str | os.PathLike[str], task: str | None = None) -> Checkpoint:

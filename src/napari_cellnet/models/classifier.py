@@ -22,6 +22,7 @@ nothing is ever fetched from the internet.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -334,17 +335,78 @@ class Ensemble(nn.Module):
 
 
 @register("ensemble", "classification")
-def ensemble(in_channels: int = 3, n_classes: int = 2, arch: str = "small_cnn", members: int = 3,
-             activation: str = "relu", dropout: float = 0.3, pretrained: str | None = None,
-             **member_config: Any) -> nn.Module:
-    """Build an :class:`Ensemble` of ``members`` untrained ``arch`` networks (the layout a
-    checkpoint of an ensemble is loaded into; training fits each member on its own)."""
+def ensemble(in_channels: int = 3, n_classes: int = 2, arch: str = "small_cnn",
+             members: int | list[dict[str, Any]] = 3, activation: str = "relu", dropout: float = 0.3,
+             pretrained: str | None = None, **member_config: Any) -> nn.Module:
+    """Build an :class:`Ensemble` of untrained networks (the layout a checkpoint of an
+    ensemble is loaded into; training fits each member on its own).
+
+    ``members`` is either a count (that many ``arch`` networks built with ``member_config``)
+    or a list of member specs, one per network, each ``{"arch": name, **builder options}``
+    (a mixed ensemble, e.g. ``[{"arch": "small_cnn"}, {"arch": "resnet18", "width": 32}]``).
+    """
     from . import build_model
 
-    if arch == "ensemble":
-        raise ValueError("An ensemble's members cannot be ensembles.")
-    if members < 1:
-        raise ValueError(f"An ensemble needs at least 1 member, got {members}.")
-    return Ensemble([build_model(arch, in_channels=in_channels, n_classes=n_classes, activation=activation,
-                                 dropout=dropout, pretrained=pretrained, **member_config)
-                     for _ in range(members)])
+    common = {"in_channels": in_channels, "n_classes": n_classes, "activation": activation,
+              "dropout": dropout, "pretrained": pretrained}
+    specs = member_specs(arch, members, member_config)
+    return Ensemble([build_model(spec["arch"], **common, **{k: v for k, v in spec.items() if k != "arch"})
+                     for spec in specs])
+
+
+def member_specs(arch: str, members: int | list[dict[str, Any]],
+                 member_config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The member specs of an ensemble (``{"arch": name, **options}`` per network), checked."""
+    from . import available_models
+
+    if isinstance(members, int):
+        if members < 1:
+            raise ValueError(f"An ensemble needs at least 1 member, got {members}.")
+        specs = [{"arch": arch, **(member_config or {})} for _ in range(members)]
+    else:
+        specs = [dict(spec) for spec in members]
+        if not specs:
+            raise ValueError("An ensemble needs at least one member network.")
+    known = available_models("classification")
+    for spec in specs:
+        name = spec.get("arch")
+        if name == "ensemble":
+            raise ValueError("An ensemble's members cannot be ensembles.")
+        if name not in known:
+            raise ValueError(f"Unknown ensemble member {name!r}; choose from "
+                             f"{', '.join(n for n in known if n != 'ensemble')}.")
+    return specs
+
+
+def parse_members(text: str) -> list[dict[str, Any]]:
+    """Member specs from the command-line form ``"small_cnn*3,mobilenet_v2,resnet18:width=32"``.
+
+    Comma-separated networks; ``name:key=value:key=value`` sets builder options (values read
+    as JSON when they parse, else as text); ``*N`` repeats a network N times.
+    """
+    specs: list[dict[str, Any]] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        item, _, count = item.partition("*")
+        name, *options = item.split(":")
+        spec: dict[str, Any] = {"arch": name.strip()}
+        for option in options:
+            key, sep, value = option.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"Cannot read {option!r} in {text!r}: write options as name:key=value "
+                                 "(e.g. resnet18:width=32).")
+            try:
+                spec[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                spec[key.strip()] = value.strip()
+        try:
+            n = int(count) if count else 1
+        except ValueError:
+            raise ValueError(f"Cannot read the count {count!r} in {text!r}: write name*N (e.g. small_cnn*3).") from None
+        if n < 1:
+            raise ValueError(f"A member count must be >= 1, got {n} in {text!r}.")
+        specs += [dict(spec) for _ in range(n)]
+    if not specs:
+        raise ValueError(f"No networks in {text!r}; e.g. small_cnn*3,mobilenet_v2,resnet18:width=32.")
+    return member_specs("", specs)
