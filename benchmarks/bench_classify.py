@@ -5,6 +5,10 @@ Run one architecture at a time (CPU time is precious)::
     nice -n 5 python benchmarks/bench_classify.py --arch small_cnn --epochs 40 --folds 5 \
         > benchmarks/results/small_cnn.log 2>&1
 
+``--members "small_cnn*3,mobilenet_v2,resnet18:width=32"`` runs one mixed ensemble (the
+shipped demo's networks; ``scripts/train_classifier_demo.py`` runs the same recipe as
+parallel one-thread jobs) instead of the ``--arch`` list.
+
 It prints the CV table of each fold, then one summary row per architecture:
 mean +- sd accuracy over folds (each fold scored once on its held-out images with the
 last-epoch model; folds are never ensembled), pooled macro F1 and AUC, wall time per fold,
@@ -99,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aug", default="strong", help="augmentation preset (strong, aligned, light, none)")
     p.add_argument("--mixup", type=float, default=0.0)
     p.add_argument("--ensemble", type=int, default=1, help="networks per model (seeded, probabilities averaged)")
+    p.add_argument("--members", default=None,
+                   help="one mixed ensemble instead of --arch, e.g. small_cnn*3,mobilenet_v2,resnet18:width=32")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write checkpoints/reports here (refit model.pt included)")
@@ -127,8 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"# {len(samples)} images {samples.counts()}, input {args.size}px {prep.channels}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {devices.describe('auto').description}")
-    for arch in args.arch or ["small_cnn"]:
-        cfg = ClassifierTrainConfig(arch=arch, model_config=mc, epochs=args.epochs, folds=args.folds,
+    from napari_cellnet.models.classifier import parse_members
+
+    if args.members:  # one row: the mixed ensemble (its networks' options are in the member specs)
+        specs = parse_members(args.members)
+        runs = [(args.members, "ensemble", {"members": specs}, {"members": specs})]
+    else:
+        runs = [(arch, arch, mc, {"model_config": mc}) for arch in args.arch or ["small_cnn"]]
+    for label, arch, net_config, model_kw in runs:
+        cfg = ClassifierTrainConfig(arch="small_cnn" if args.members else arch, **model_kw, epochs=args.epochs,
+                                    folds=args.folds,
                                     preprocessing=prep, aug_rate=args.aug_rate, lr=args.lr,
                                     batch_size=args.batch_size, tta=args.tta, seed=args.seed,
                                     refit=args.refit, threads=args.threads,
@@ -148,13 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         result = drain(job, show)
         wall = time.perf_counter() - t0
         print(cv_table(result), flush=True)
-        speed = inference_speed(arch, mc, prep.n_channels, args.size)
+        speed = inference_speed(arch, net_config, prep.n_channels, args.size)
         n_params = sum(p.numel() for p in __import__("napari_cellnet.models", fromlist=["build_model"])
-                       .build_model(arch, in_channels=prep.n_channels, n_classes=4, **mc).parameters())
+                       .build_model(arch, in_channels=prep.n_channels, n_classes=4, **net_config).parameters())
         s = result.summary
         n_folds = len(result.folds)
         row = {
-            "arch": arch, "params_M": n_params / 1e6, "folds": n_folds, "epochs": args.epochs,
+            "arch": label, "params_M": n_params / 1e6, "folds": n_folds, "epochs": args.epochs,
             "acc_mean": s["accuracy"]["mean"], "acc_sd": s["accuracy"]["sd"],
             "bal_acc_mean": s["balanced_accuracy"]["mean"], "macro_f1_mean": s["macro_f1"]["mean"],
             "pooled_macro_f1": result.pooled["macro"]["f1"], "pooled_macro_auc": result.pooled["macro"]["auc"],
@@ -163,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             "fold_acc": [r["accuracy"] for r in result.folds],
         }
         rows.append(row)
-        print(f"\n{arch}: accuracy {row['acc_mean']:.3f} +- {row['acc_sd']:.3f} over {n_folds} folds, "
+        print(f"\n{label}: accuracy {row['acc_mean']:.3f} +- {row['acc_sd']:.3f} over {n_folds} folds, "
               f"macro F1 {row['pooled_macro_f1']:.3f}, {row['wall_s_per_fold']:.0f} s/fold, "
               f"train {row['train_img_s']:.0f} img/s, inference {speed:.0f} crops/s\n", flush=True)
     print("| arch | params (M) | folds x epochs | accuracy (mean ± sd) | balanced acc | macro F1 (pooled) "
