@@ -21,8 +21,8 @@ and writes the refit model, with the CV summary in its metadata, into the packag
     nice -n 5 python scripts/train_classifier_demo.py --jobs 2 > benchmarks/results/demo_mixed/output.txt 2>&1
 
 Finished jobs are kept in ``--work/<group>`` and not run again for the same recipe (delete a
-group's folder to rerun it). About 2 h on 2 idle CPU cores (small_cnn x3 50 min, mobilenet_v2
-30 min, resnet18 17 min of training per 6 jobs... each job on one core); bit-for-bit equality
+group's folder to rerun it). 88 min of one-core training in all (small_cnn x3 50 min,
+mobilenet_v2 25, resnet18 13), so about 45 min with ``--jobs 2`` on 2 idle cores; bit-for-bit equality
 with the shipped file needs the same torch build.
 """
 
