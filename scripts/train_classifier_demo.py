@@ -180,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     oof = {"index": index, "fold": np.concatenate(fold_of), "y_true": y, "y_pred": proba.argmax(1), "proba": proba}
     extra = {"cv_summary": {key: v for key, v in summary.items() if key != "class_counts"},
              "cv_folds": FOLDS, "selected_by": "refit on all samples"}
-    name, config = _saved_model(cfg, n_ch, k, Ensemble(members))
+    mixed = Ensemble(members)
+    name, config = _saved_model(cfg, n_ch, k, mixed)
     net = build_model(name, **config)  # the layout train_classifier saves; loading checks it
-    net.load_state_dict(Ensemble(members).state_dict())
+    net.load_state_dict(mixed.state_dict())
     model = save_checkpoint(work / "model.pt", net, name, config, "classification", _meta(cfg, samples, extra),
                             half=True)
     _write_outputs(work, cfg, samples, history, reports, pooled, summary, oof)

@@ -280,9 +280,9 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, cfg: ClassifierTrainConfig,
 
 
 def _net_config(cfg: ClassifierTrainConfig, n_channels: int, n_classes: int,
-                spec: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Builder config of one network: ``spec``'s options (default: ``cfg.model_config``)."""
-    options = cfg.model_config if spec is None else {k: v for k, v in spec.items() if k != "arch"}
+                spec: dict[str, Any]) -> dict[str, Any]:
+    """Builder config of one network: ``spec``'s options (one of ``cfg.member_specs()``)."""
+    options = {k: v for k, v in spec.items() if k != "arch"}
     return {**options, "in_channels": n_channels, "n_classes": n_classes,
             "activation": cfg.activation, "dropout": cfg.dropout}
 
@@ -294,12 +294,11 @@ def _saved_model(cfg: ClassifierTrainConfig, n_channels: int, n_classes: int,
 
     specs = cfg.member_specs()
     if isinstance(net, Ensemble):
-        common = {"in_channels": n_channels, "n_classes": n_classes, "activation": cfg.activation,
-                  "dropout": cfg.dropout}
         if cfg.members is None:  # n networks of one architecture: the compact layout
-            return "ensemble", {**_net_config(cfg, n_channels, n_classes), "arch": cfg.arch,
+            return "ensemble", {**_net_config(cfg, n_channels, n_classes, specs[0]), "arch": cfg.arch,
                                 "members": len(net.members)}
-        return "ensemble", {**common, "arch": specs[0]["arch"], "members": specs[:len(net.members)]}
+        return "ensemble", {**_net_config(cfg, n_channels, n_classes, {}), "arch": specs[0]["arch"],
+                            "members": specs[:len(net.members)]}
     return specs[0]["arch"], _net_config(cfg, n_channels, n_classes, specs[0])
 
 
@@ -364,15 +363,15 @@ def _meta(cfg: ClassifierTrainConfig, samples: SampleSet, extra: dict[str, Any])
 
 def _fit(run: str, cfg: ClassifierTrainConfig, train: SampleSet, val: SampleSet | None, dev: torch.device,
          fold: int | None, folds: int | None, history: list[dict[str, Any]], seed: int,
-         spec: dict[str, Any] | None = None,
+         spec: dict[str, Any],
          ) -> Generator[TrainEvent, Any, tuple[torch.nn.Module | None, bool, dict[str, float]]]:
-    """One training run of one network (``spec``, default ``cfg.arch``); returns (best or last
-    network, stopped?, timing)."""
+    """One training run of one network (``spec``, one of ``cfg.member_specs()``); returns
+    (best or last network, stopped?, timing)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     k = len(train.class_names)
     config = _net_config(cfg, train.preprocessing.n_channels, k, spec)
-    net = build_model(spec["arch"] if spec else cfg.arch, **config, pretrained=cfg.pretrained).to(dev)
+    net = build_model(spec["arch"], **config, pretrained=cfg.pretrained).to(dev)
     opt = build_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.weight_decay, momentum=cfg.momentum)
     sched = build_scheduler(cfg.scheduler, opt, cfg.epochs, warmup_epochs=cfg.warmup_epochs)
     use_w = cfg.loss == "weighted_ce" or cfg.balance == "weights"
