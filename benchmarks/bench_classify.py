@@ -37,8 +37,8 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hushem_sperm_heads"
 def inference_speed(arch: str, model_config: dict, channels: int, size: int, n: int = 512,
                     repeats: int = 5) -> float:
     """Median crops/s of the eval-mode network on random prepared crops."""
-    from napari_cellnet.classify_inference import predict_proba
-    from napari_cellnet.jobs import run_job
+    from napari_cellnet.classification.inference import predict_proba
+    from napari_cellnet.core.jobs import run_job
     from napari_cellnet.models import build_model
 
     net = build_model(arch, in_channels=channels, n_classes=4, **model_config).eval()
@@ -114,11 +114,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="only time inference (engine vs a batch-1 baseline) for each --arch; no training")
     args = p.parse_args(argv)
 
-    from napari_cellnet import device as devices
-    from napari_cellnet.augment import AugmentParams
-    from napari_cellnet.classify_data import Preprocessing, load_class_folders
-    from napari_cellnet.classify_training import ClassifierTrainConfig, cv_table, train_classifier
-    from napari_cellnet.jobs import TrainEvent
+    from napari_cellnet.classification.data import Preprocessing, load_class_folders
+    from napari_cellnet.classification.training import (
+        ClassifierTrainConfig,
+        cv_table,
+        train_classifier,
+    )
+    from napari_cellnet.core import device as devices
+    from napari_cellnet.core.augment import AugmentParams
+    from napari_cellnet.core.jobs import TrainEvent
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -198,7 +202,7 @@ def drain(job, on_event):
     """Run a job; Ctrl-C (SIGINT) sends STOP once, so finished folds are still reported."""
     import signal
 
-    from napari_cellnet.jobs import run_job
+    from napari_cellnet.core.jobs import run_job
 
     asked = {"stop": False}
 
@@ -217,7 +221,7 @@ def drain(job, on_event):
 
 def _limit_folds(job, n):
     """Forward a training job's events and send STOP once fold ``n`` is finished."""
-    from napari_cellnet.jobs import STOP, TrainEvent
+    from napari_cellnet.core.jobs import STOP, TrainEvent
 
     reply = None
     try:

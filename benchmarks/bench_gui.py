@@ -1,6 +1,6 @@
 """GUI path vs CLI path on the same segmentation job, and how responsive napari stays meanwhile.
 
-The CLI path drains :func:`napari_cellnet.inference.segment` in the main thread
+The CLI path drains :func:`napari_cellnet.segmentation.inference.segment` in the main thread
 (``jobs.run_job``, exactly what ``napari-cellnet segment`` does). The GUI path clicks Run in
 the Segment widget of a real (hidden) napari viewer: the same job in a napari thread
 worker, plus putting Labels/probability/Tracks layers into the viewer. Runs alternate
@@ -32,12 +32,12 @@ from pathlib import Path
 
 
 def _model(path: str | None) -> tuple[Path, str]:
-    from napari_cellnet import samples
+    from napari_cellnet import datasets
 
     if path:
         return Path(path), Path(path).name
     try:
-        return samples.demo_model_path("segmentation"), "bundled demo model"
+        return datasets.demo_model_path("segmentation"), "bundled demo model"
     except FileNotFoundError:
         import torch
 
@@ -70,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_cellnet import samples
-    from napari_cellnet.inference import segment
-    from napari_cellnet.jobs import run_job
+    from napari_cellnet import datasets
+    from napari_cellnet.core.jobs import run_job
+    from napari_cellnet.segmentation.inference import segment
     from napari_cellnet.widgets import SegmentWidget
     from napari_cellnet.widgets import _common as common
 
     model, model_name = _model(args.model)
-    images = samples.c2c12()[0][: args.frames]
+    images = datasets.c2c12()[0][: args.frames]
     if args.size != images.shape[1]:
         reps = -(-args.size // images.shape[1])
         images = np.pad(images, [(0, 0), (0, reps * 234 - 234), (0, reps * 234 - 234)], mode="symmetric")
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tifffile
 
-    from napari_cellnet.cli import main as cli_main
+    from napari_cellnet.cli.app import main as cli_main
 
     movie_path = Path(tempfile.mkdtemp()) / "movie.tif"
     tifffile.imwrite(movie_path, images, imagej=True, metadata={"axes": "TYX"})

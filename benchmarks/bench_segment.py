@@ -8,7 +8,7 @@ What it measures (all in the same process, so ratios are fair):
    frame counted by ``torch.utils.flop_counter.FlopCounterMode``, and the network time
    per frame of
    - a naive baseline: per-frame loop, batch 1, fp32, ``torch.no_grad``, no tiling;
-   - the engine: :func:`napari_cellnet.inference.predict_windows` (inference mode,
+   - the engine: :func:`napari_cellnet.segmentation.inference.predict_windows` (inference mode,
      batch norm folded into the convolutions as ``segment`` does, batched whole frames),
      in contiguous and ``channels_last`` layout;
    with achieved GFLOP/s and % of peak, and the ratio naive / engine.
@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_cellnet.inference import predict_windows
 from napari_cellnet.models import build_model
 from napari_cellnet.models.checkpoint import save_checkpoint
+from napari_cellnet.segmentation.inference import predict_windows
 
 SIZE = 1024
 
@@ -108,8 +108,8 @@ def realistic_probabilities(T: int) -> np.ndarray:
     from scipy import ndimage as ndi
     from skimage.transform import resize
 
-    from napari_cellnet.postprocessing import instance_target
-    from napari_cellnet.samples import c2c12
+    from napari_cellnet.datasets import c2c12
+    from napari_cellnet.segmentation.postprocessing import instance_target
 
     _, labels = c2c12()
     out = []
@@ -123,7 +123,11 @@ def realistic_probabilities(T: int) -> np.ndarray:
 
 
 def bench_postprocessing(T: int = 5) -> dict:
-    from napari_cellnet.postprocessing import TimeMatcher, frame_centroids, probabilities_to_labels
+    from napari_cellnet.segmentation.postprocessing import (
+        TimeMatcher,
+        frame_centroids,
+        probabilities_to_labels,
+    )
 
     probs = realistic_probabilities(T)
     matcher = TimeMatcher()
@@ -163,7 +167,7 @@ def write_c2c12_movie(path: Path, T: int) -> None:
     import tifffile
     from skimage.transform import resize
 
-    from napari_cellnet.samples import c2c12
+    from napari_cellnet.datasets import c2c12
 
     images, _ = c2c12()
     with tifffile.TiffWriter(path, bigtiff=True) as tw:
@@ -174,9 +178,9 @@ def write_c2c12_movie(path: Path, T: int) -> None:
 
 def bench_whole_path(ckpt: Path, movie: Path, T: int, threads: int | None) -> dict:
     """Time the CLI's streamed path in this process (read from disk ... write labels)."""
-    from napari_cellnet.cli_segment import _StreamTiff, open_movie
-    from napari_cellnet.inference import segment
-    from napari_cellnet.jobs import run_job
+    from napari_cellnet.cli.segment import _StreamTiff, open_movie
+    from napari_cellnet.core.jobs import run_job
+    from napari_cellnet.segmentation.inference import segment
 
     data, axes, px = open_movie(movie)
     with tempfile.TemporaryDirectory() as d:
@@ -209,7 +213,7 @@ def bench_rss(ckpt: Path, folder: Path, lengths: list[int], threads: int | None)
         out = folder / f"out_{T}"
         # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report this (forked) parent's RSS
         code = (
-            "import re, sys, time; from napari_cellnet.cli import main; t=time.perf_counter(); "
+            "import re, sys, time; from napari_cellnet.cli.app import main; t=time.perf_counter(); "
             f"rc = main(['segment', {str(movie)!r}, '-m', {str(ckpt)!r}, '-o', {str(out)!r}, '-q'"
             + (f", '--threads', '{threads}'" if threads else "")
             + "]); hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "

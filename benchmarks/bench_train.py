@@ -11,7 +11,7 @@ Prints two markdown tables (pasted into ``docs/performance.md``):
    still feed the windows as neighbours. Nothing is chosen on the odd frames: there is no
    validation (``best.pt`` is the epoch with the lowest training loss) and, with
    ``--calibrate any``, the threshold and minimum size are calibrated on the training
-   frames. The model is then run through :func:`napari_cellnet.inference.segment` on the
+   frames. The model is then run through :func:`napari_cellnet.segmentation.inference.segment` on the
    whole movie (with the post-processing stored in it) and scored on the odd frames with
    CTC SEG, pixel F1 and AP@0.5 -- window 1 vs window 5, with the wall time of each
    training run (calibration included).
@@ -34,15 +34,15 @@ import numpy as np
 import torch
 
 from napari_cellnet import __version__
-from napari_cellnet.data import PatchSampler, as_movie_list, extract_windows
-from napari_cellnet.device import describe
-from napari_cellnet.inference import segment
-from napari_cellnet.jobs import run_job
-from napari_cellnet.losses import SegmentationLoss
-from napari_cellnet.metrics import segmentation_report
+from napari_cellnet.core.device import describe
+from napari_cellnet.core.jobs import run_job
+from napari_cellnet.core.metrics import segmentation_report
+from napari_cellnet.core.optim import build_optimizer
 from napari_cellnet.models import build_model
-from napari_cellnet.optim import build_optimizer
-from napari_cellnet.training import TrainSegParams, train_segmentation
+from napari_cellnet.segmentation.data import PatchSampler, as_movie_list, extract_windows
+from napari_cellnet.segmentation.inference import segment
+from napari_cellnet.segmentation.losses import SegmentationLoss
+from napari_cellnet.segmentation.training import TrainSegParams, train_segmentation
 
 TRAIN, VAL = [0, 2, 4, 6, 8], [1, 3, 5, 7, 9]
 
@@ -50,7 +50,7 @@ TRAIN, VAL = [0, 2, 4, 6, 8], [1, 3, 5, 7, 9]
 def load_c2c12() -> tuple[np.ndarray, np.ndarray]:
     """The C2C12 movie from the package, or the shared raw copy in a source checkout."""
     try:
-        from napari_cellnet.samples import c2c12
+        from napari_cellnet.datasets import c2c12
 
         return c2c12()
     except (ImportError, FileNotFoundError, ValueError):
@@ -134,8 +134,8 @@ def memory(out: Path, T: int = 100, size: int = 1024, annotated: tuple[int, ...]
 
     import tifffile
 
-    from napari_cellnet.data import split_frames
-    from napari_cellnet.io import read_stack
+    from napari_cellnet.core.io import read_stack
+    from napari_cellnet.segmentation.data import split_frames
 
     out.mkdir(parents=True, exist_ok=True)
     img_path, lab_path = out / "big_movie.tif", out / "big_labels.tif"

@@ -11,13 +11,13 @@ import time
 import numpy as np
 import torch
 
-from napari_cellnet import samples as S
-from napari_cellnet.augment import AugmentParams
-from napari_cellnet.classify_data import Preprocessing, load_class_folders
-from napari_cellnet.classify_inference import predict_proba
-from napari_cellnet.classify_training import ClassifierTrainConfig, _fit_model, _split_val
-from napari_cellnet.io import stratified_kfold
-from napari_cellnet.jobs import TrainEvent, run_job
+from napari_cellnet import datasets as S
+from napari_cellnet.classification.data import Preprocessing, load_class_folders
+from napari_cellnet.classification.inference import predict_proba
+from napari_cellnet.classification.training import ClassifierTrainConfig, _fit_model, _split_val
+from napari_cellnet.core.augment import AugmentParams
+from napari_cellnet.core.io import stratified_kfold
+from napari_cellnet.core.jobs import TrainEvent, run_job
 
 
 def config(over):

@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) < 2:
         print(__doc__)
         return 2
-    from napari_cellnet import samples as sample_data
-    from napari_cellnet.augment import AugmentParams
-    from napari_cellnet.classify_data import Preprocessing, load_class_folders
-    from napari_cellnet.classify_training import ClassifierTrainConfig, train_classifier
-    from napari_cellnet.jobs import TrainEvent
+    from napari_cellnet import datasets as sample_data
+    from napari_cellnet.classification.data import Preprocessing, load_class_folders
+    from napari_cellnet.classification.training import ClassifierTrainConfig, train_classifier
+    from napari_cellnet.core.augment import AugmentParams
+    from napari_cellnet.core.jobs import TrainEvent
 
     name, over = argv[0], json.loads(argv[1])
     n_folds = int(argv[2]) if len(argv) > 2 else 1

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from qtpy.QtWidgets import QApplication
     from skimage.measure import regionprops
 
-    from napari_cellnet import samples
+    from napari_cellnet import datasets
     from napari_cellnet.widgets import (
         ClassifyWidget,
         EvaluateWidget,
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if widget.runner.last_error is not None:
             raise RuntimeError(f"{label} failed: {widget.runner.last_error}")
 
-    images, gt = samples.c2c12()
+    images, gt = datasets.c2c12()
     from napari.utils.notifications import notification_manager
 
     # napari greets a PyQt5 window with a deprecation toast that would cover the canvas
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     seg.image.value = image
     have_demo = True
     try:
-        samples.demo_model_path("segmentation")
+        datasets.demo_model_path("segmentation")
         seg.params.model.value = common.DEMO
     except FileNotFoundError:
         have_demo = False
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 9. The HuSHeM gallery with the demo classifier -------------------------------------------------
     try:
-        samples.demo_model_path("classification")
+        datasets.demo_model_path("classification")
     except FileNotFoundError:
         print("the bundled classification demo model is missing: skipping classify_gallery.png", flush=True)
     else:

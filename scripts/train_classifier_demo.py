@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import classify_fold  # noqa: E402
 
-from napari_cellnet.classify_training import DEMO_MEMBERS  # noqa: E402
+from napari_cellnet.classification.training import DEMO_MEMBERS  # noqa: E402
 from napari_cellnet.models.classifier import parse_members  # noqa: E402
 
 BASE = {"prep": {"crop_fraction": 0.5, "align": "major_axis", "isolate": True}, "aug": {"preset": "aligned"},
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         for message in pool.map(lambda job: _run(*job), jobs):
             print(message, flush=True)
 
-    from napari_cellnet import samples as sample_data
-    from napari_cellnet.classify_data import load_class_folders
-    from napari_cellnet.classify_training import (
+    from napari_cellnet import datasets as sample_data
+    from napari_cellnet.classification.data import load_class_folders
+    from napari_cellnet.classification.training import (
         ClassifierTrainResult,
         _meta,
         _net_config,
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         _write_outputs,
         cv_table,
     )
-    from napari_cellnet.metrics import classification_report
+    from napari_cellnet.core.metrics import classification_report
     from napari_cellnet.models import build_model
     from napari_cellnet.models.checkpoint import save_checkpoint
     from napari_cellnet.models.classifier import Ensemble

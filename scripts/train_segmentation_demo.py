@@ -34,11 +34,11 @@ RECIPE = dict(preset="light", window=5, frames=[0, 2, 4, 6, 8], val_frames=[], e
 
 
 def main() -> int:
-    from napari_cellnet.inference import segment
-    from napari_cellnet.jobs import run_job
-    from napari_cellnet.metrics import segmentation_report
-    from napari_cellnet.samples import c2c12, c2c12_paths
-    from napari_cellnet.training import TrainSegParams, train_segmentation
+    from napari_cellnet.core.jobs import run_job
+    from napari_cellnet.core.metrics import segmentation_report
+    from napari_cellnet.datasets import c2c12, c2c12_paths
+    from napari_cellnet.segmentation.inference import segment
+    from napari_cellnet.segmentation.training import TrainSegParams, train_segmentation
 
     images, labels = c2c12()
     params = TrainSegParams(**RECIPE)

@@ -1,8 +1,16 @@
-"""Fixtures shared by the core tests."""
+"""Fixtures shared by every test package."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+# Tests mirror the packages (core/, models/, segmentation/, classification/, cli/, plugin/,
+# widgets/). A few tests reuse the tiny networks and movies that segmentation's tests build
+# (``from test_inference import save_tiny``), wherever they live.
+sys.path.insert(0, str(Path(__file__).parent / "segmentation"))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import FRAME_SUFFIXES, TIFF_SUFFIXES, Stack, list_frames, read_stack
+from napari_cellnet.core.io import FRAME_SUFFIXES, TIFF_SUFFIXES, Stack, list_frames, read_stack
 
 LayerData = tuple[Any, dict[str, Any], str]
 _LABEL_WORDS = ("label", "mask", "seg", "instances")
@@ -48,7 +48,7 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
 
 
 def stack_to_layer_data(stack: Stack) -> LayerData:
-    """Layer data for a :class:`~napari_cellnet.io.Stack`: labels for integer label files, else image."""
+    """Layer data for a :class:`~napari_cellnet.core.io.Stack`: labels for integer label files, else image."""
     name = stack.path.stem if stack.path is not None else "stack"
     axes = stack.axes
     data = stack.data

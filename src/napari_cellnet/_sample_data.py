@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from . import samples
-from .io import read_image
+from napari_cellnet import datasets
+from napari_cellnet.core.io import read_image
 
 
 def c2c12_movie() -> list[tuple[Any, dict[str, Any], str]]:
     """C2C12 phase-contrast movie (T, Y, X) and its instance labels as two layers."""
-    images, labels = samples.c2c12()
-    meta = {"source": "napari-cellnet sample data", "attribution": samples.C2C12_ATTRIBUTION}
+    images, labels = datasets.c2c12()
+    meta = {"source": "napari-cellnet sample data", "attribution": datasets.C2C12_ATTRIBUTION}
     axis_labels = ("t", "y", "x")
     return [
         (images, {"name": "C2C12 phase contrast", "metadata": meta, "axis_labels": axis_labels}, "image"),
@@ -28,7 +28,7 @@ def hushem_gallery() -> list[tuple[Any, dict[str, Any], str]]:
     The class of each frame is shown as text on a Points layer (one point per frame) whose
     ``features`` hold ``frame`` and ``class``.
     """
-    ds = samples.hushem()
+    ds = datasets.hushem()
     imgs = [read_image(p)[..., :3] for p in ds.paths]
     h = max(i.shape[0] for i in imgs)
     w = max(i.shape[1] for i in imgs)
@@ -38,7 +38,7 @@ def hushem_gallery() -> list[tuple[Any, dict[str, Any], str]]:
     points = np.column_stack([np.arange(n), np.full(n, 8.0), np.full(n, w / 2)])
     meta = {
         "source": "napari-cellnet sample data",
-        "attribution": samples.HUSHEM_ATTRIBUTION,
+        "attribution": datasets.HUSHEM_ATTRIBUTION,
         "class_names": list(ds.class_names),
         "files": [p.relative_to(ds.root).as_posix() for p in ds.paths],
     }

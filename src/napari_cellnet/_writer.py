@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import write_labels, write_table
+from napari_cellnet.core.io import write_labels, write_table
 
 
 def write_labels_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:

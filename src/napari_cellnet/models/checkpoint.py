@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_path
+from napari_cellnet.core.io import atomic_path
 
 FORMAT = "napari-cellnet-checkpoint"
 FORMAT_VERSION = 1
@@ -42,7 +42,7 @@ class Checkpoint:
 
     def build(self, device: Any = None) -> Any:
         """Rebuild the network with its weights, in eval mode, on ``device``."""
-        from . import build_model
+        from napari_cellnet.models import build_model
 
         net = build_model(self.model, **self.config)
         net.load_state_dict(self.state_dict)  # copies into the network's dtype (float16 files too)
@@ -70,7 +70,7 @@ def save_checkpoint(
     """
     import torch
 
-    from .. import __version__
+    from napari_cellnet import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

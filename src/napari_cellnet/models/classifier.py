@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import register
+from napari_cellnet.models import register
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "softplus", "tanh")
 
@@ -345,7 +345,7 @@ def ensemble(in_channels: int = 3, n_classes: int = 2, arch: str = "small_cnn",
     or a list of member specs, one per network, each ``{"arch": name, **builder options}``
     (a mixed ensemble, e.g. ``[{"arch": "small_cnn"}, {"arch": "resnet18", "width": 32}]``).
     """
-    from . import build_model
+    from napari_cellnet.models import build_model
 
     common = {"in_channels": in_channels, "n_classes": n_classes, "activation": activation,
               "dropout": dropout, "pretrained": pretrained}
@@ -357,7 +357,7 @@ def ensemble(in_channels: int = 3, n_classes: int = 2, arch: str = "small_cnn",
 def member_specs(arch: str, members: int | list[dict[str, Any]],
                  member_config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The member specs of an ensemble (``{"arch": name, **options}`` per network), checked."""
-    from . import available_models
+    from napari_cellnet.models import available_models
 
     if isinstance(members, int):
         if members < 1:

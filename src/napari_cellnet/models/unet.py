@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import register
+from napari_cellnet.models import register
 
 _PRESETS: dict[str, dict[str, Any]] = {
     "light": {
@@ -228,7 +228,7 @@ class TemporalUNet(nn.Module):
         if h % self.size_divisor or w % self.size_divisor:
             raise ValueError(
                 f"Input size {h}x{w} is not a multiple of {self.size_divisor}; pad it "
-                "(napari_cellnet.inference pads automatically)."
+                "(napari_cellnet.segmentation.inference pads automatically)."
             )
         skips = []
         for i, block in enumerate(self.down):

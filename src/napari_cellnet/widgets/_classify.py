@@ -1,6 +1,6 @@
 """The Classify widget: name the morphology of every cell, and annotate classes to train on.
 
-Three sources, one engine (:func:`napari_cellnet.classify_inference.classify`):
+Three sources, one engine (:func:`napari_cellnet.classification.inference.classify`):
 
 * **objects**: an Image layer and its Labels layer (a segmented movie). Every object of
   every frame is cropped and classified. Results go to the Labels layer's ``features``
@@ -29,9 +29,9 @@ import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info
 
-from . import _common as common
-from ._jobs import JobRunner, cpu_threads
-from ._layers import add_or_update
+from napari_cellnet.widgets import _common as common
+from napari_cellnet.widgets._jobs import JobRunner, cpu_threads
+from napari_cellnet.widgets._layers import add_or_update
 
 MODES = ("objects (Image + Labels)", "image stack (one cell per frame)", "folder of images")
 OBJECTS, STACK, FOLDER = MODES
@@ -245,7 +245,7 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
         self.status.value = "Classifying…"
 
         def make_job() -> Any:
-            from ..classify_inference import classify, load_classifier
+            from napari_cellnet.classification.inference import classify, load_classifier
 
             ckpt = load_classifier(path)
             self._class_names_pending = list(ckpt.meta["class_names"])
@@ -321,7 +321,7 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
     # ------------------------------------------------------------------ export
     def save_csv(self, path: str | Path | None = None) -> Path | None:
         """Save the last result table (with annotations for objects) as CSV."""
-        from .. import io
+        from napari_cellnet.core import io
 
         if self.table is None:
             return None

@@ -68,10 +68,10 @@ def resolve_model(choice: str, file: Any, task: str) -> Path:
     FileNotFoundError, ValueError
         With what to choose instead.
     """
-    from .. import samples
+    from napari_cellnet import datasets
 
     if choice == DEMO:
-        return samples.demo_model_path(task)
+        return datasets.demo_model_path(task)
     if choice == FILE:
         path = Path(str(file or "").strip()).expanduser()
         if not str(file or "").strip():
@@ -166,7 +166,7 @@ DEVICES: dict[str, str] = {}
 
 def probe_devices() -> dict[str, str]:
     """Detect devices (imports torch; run it in a worker) and cache what was found."""
-    from .. import device as devices
+    from napari_cellnet.core import device as devices
 
     found = {"auto": ""}
     for name in devices.available():

@@ -1,6 +1,6 @@
 """The demo's GUI part: open the C2C12 sample in a napari viewer, run the Segment widget on
 it with the bundled demo model and, headless, write labels, tracks, metrics and a
-screenshot. ``napari-cellnet demo`` (:mod:`napari_cellnet.cli_demo`) calls this; it lives
+screenshot. ``napari-cellnet demo`` (:mod:`napari_cellnet.cli.demo`) calls this; it lives
 in ``widgets/`` because it drives Qt's event loop.
 """
 
@@ -44,21 +44,21 @@ def build_demo(model: str | None = None, frames: int | None = None, show: bool =
     """
     import napari
 
-    from .. import samples
-    from . import SegmentWidget
-    from . import _common as common
+    from napari_cellnet import datasets
+    from napari_cellnet.widgets import SegmentWidget
+    from napari_cellnet.widgets import _common as common
 
     if model is not None and not Path(model).is_file():
         raise FileNotFoundError(f"Model file not found: {model}. Give an existing .pt checkpoint or leave --model out.")
     if model is None:
-        samples.demo_model_path("segmentation")  # a missing demo model fails here, with its path
-    images, labels = samples.c2c12()
+        datasets.demo_model_path("segmentation")  # a missing demo model fails here, with its path
+    images, labels = datasets.c2c12()
     if frames is not None:
         if frames < 1:
             raise ValueError(f"--frames must be at least 1, got {frames}.")
         images, labels = images[:frames], labels[:frames]
     viewer = napari.Viewer(title="napari-cellnet demo: C2C12 time-lapse", show=show)
-    meta = {"source": "napari-cellnet sample data", "attribution": samples.C2C12_ATTRIBUTION}
+    meta = {"source": "napari-cellnet sample data", "attribution": datasets.C2C12_ATTRIBUTION}
     viewer.add_labels(labels, name="C2C12 ground truth", metadata=meta, visible=False, opacity=0.5)
     image = viewer.add_image(images, name="C2C12 phase contrast", metadata=meta)
     widget = SegmentWidget(viewer)
@@ -89,7 +89,7 @@ def run_headless(out_dir: str | Path, model: str | None = None, device: str = "a
     """The headless demo; returns what was written (paths, metrics, seconds)."""
     import numpy as np
 
-    from .. import io, metrics
+    from napari_cellnet.core import io, metrics
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ def run_headless(out_dir: str | Path, model: str | None = None, device: str = "a
         report = metrics.segmentation_report(labels, np.asarray(gt))
         params = {k: v for k, v in result.params.items() if k != "config"}
         summary = {
-            "data": "C2C12 sample (napari_cellnet.samples.c2c12), compared with its own instance labels",
+            "data": "C2C12 sample (napari_cellnet.datasets.c2c12), compared with its own instance labels",
             "frames": int(labels.shape[0]),
             "frames_done": list(result.frames_done),
             "objects_per_frame": [int(len(np.unique(f)) - 1) for f in labels],

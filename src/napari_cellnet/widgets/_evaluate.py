@@ -1,13 +1,13 @@
 """The Evaluate widget: how good is a segmentation (or a classification), frame by frame?
 
-Two comparisons, both computed by :mod:`napari_cellnet.metrics` (the same functions the
+Two comparisons, both computed by :mod:`napari_cellnet.core.metrics` (the same functions the
 training validation and the CLI use, so the numbers agree everywhere):
 
 * **Segmentation**: a prediction Labels layer against a ground-truth Labels layer of the
   same movie: pixel metrics (error rate, precision, recall, F1/Dice, IoU, StemNet's false
   white and white-pixel accuracy), the Cell Tracking Challenge SEG score, instance AP/F1 at
   an IoU threshold, per frame and overall, and the label flicker between consecutive
-  frames (:func:`~napari_cellnet.metrics.temporal_consistency`) of both layers.
+  frames (:func:`~napari_cellnet.core.metrics.temporal_consistency`) of both layers.
   With sparse ground truth only the annotated frames are scored.
 * **Classes**: a predicted class column against an annotated class column of a layer's
   ``features`` (what the Classify widget writes): accuracy, per-class precision/recall/F1,
@@ -25,10 +25,10 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, Table
 from napari.utils.notifications import show_error, show_info
 
-from ..jobs import Progress
-from . import _common as common
-from ._jobs import JobRunner
-from ._plot import ConfusionPlot
+from napari_cellnet.core.jobs import Progress
+from napari_cellnet.widgets import _common as common
+from napari_cellnet.widgets._jobs import JobRunner
+from napari_cellnet.widgets._plot import ConfusionPlot
 
 SEG_COLUMNS = ("seg", "ap", "instance_f1", "instance_precision", "instance_recall", "instance_tp",
                "instance_fp", "instance_fn", "f1", "precision", "recall", "iou", "error_rate", "accuracy",
@@ -41,7 +41,7 @@ def _rows_with_labels(gt: np.ndarray) -> list[int]:
 
 def segmentation_job(pred: np.ndarray, gt: np.ndarray, iou_threshold: float, annotated_only: bool) -> Any:
     """Score ``pred`` against ``gt`` (a job generator: one step per stage, returns the table)."""
-    from .. import metrics
+    from napari_cellnet.core import metrics
 
     pred = np.asarray(pred)
     gt = np.asarray(gt)
@@ -83,7 +83,7 @@ def segmentation_job(pred: np.ndarray, gt: np.ndarray, iou_threshold: float, ann
 
 def classification_job(pred: list[Any], true: list[Any]) -> Any:
     """Score predicted against annotated classes (rows with both set); returns the table."""
-    from .. import metrics
+    from napari_cellnet.core import metrics
 
     pairs = [(str(p), str(t)) for p, t in zip(pred, true, strict=True)
              if str(p) not in ("", "nan", "None") and str(t) not in ("", "nan", "None")]
@@ -299,7 +299,7 @@ class EvaluateWidget(common.JobWidget, Container):
 
     def save_csv(self, path: str | Path | None = None) -> Path | None:
         """Save the table as CSV (asks for a file name when ``path`` is None)."""
-        from .. import io
+        from napari_cellnet.core import io
 
         if self.result is None:
             return None

@@ -2,7 +2,7 @@
 
 Every widget runs its engine the same way, so the behaviour a biologist sees is the same
 everywhere: the viewer stays responsive, progress shows in napari's activity dock (frames
-or epochs, and tiles or steps within them), **Stop** sends :data:`napari_cellnet.jobs.STOP` into the
+or epochs, and tiles or steps within them), **Stop** sends :data:`napari_cellnet.core.jobs.STOP` into the
 job, which then *returns* what it has done (superqt's ``GeneratorWorker.send`` delivers the
 value at the next ``yield``), and a failure becomes one napari error notification carrying
 the engine's own message.
@@ -27,7 +27,7 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
-from ..jobs import STOP, Progress, TrainEvent
+from napari_cellnet.core.jobs import STOP, Progress, TrainEvent
 
 
 class JobError(Exception):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from napari_cellnet import __version__
 
 TAG = "napari_cellnet"
 

@@ -1,6 +1,6 @@
 """The Segment widget: run the temporal U-Net on a movie layer without freezing napari.
 
-Everything scientific happens in :func:`napari_cellnet.inference.segment` (the same job the
+Everything scientific happens in :func:`napari_cellnet.segmentation.inference.segment` (the same job the
 CLI runs); this widget only collects the inputs, runs the job in a worker
 (:class:`~napari_cellnet.widgets._jobs.JobRunner`), and shows the result as layers that
 line up with the movie:
@@ -25,10 +25,10 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
-from .. import io
-from . import _common as common
-from ._jobs import JobRunner, cpu_threads
-from ._layers import add_or_update
+from napari_cellnet.core import io
+from napari_cellnet.widgets import _common as common
+from napari_cellnet.widgets._jobs import JobRunner, cpu_threads
+from napari_cellnet.widgets._layers import add_or_update
 
 FROM_MODEL = "from model"
 EDGES = (FROM_MODEL, "reflect", "replicate", "skip")
@@ -103,7 +103,7 @@ def _guess_axes_for(layer: Any) -> str:
 
 def _load_for_segment(path: Path, background: str) -> Any:
     """Load a checkpoint and apply the widget's overrides of its stored policy (worker thread)."""
-    from ..models.checkpoint import load_checkpoint
+    from napari_cellnet.models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, task="segmentation")
     if background != FROM_MODEL:
@@ -113,7 +113,7 @@ def _load_for_segment(path: Path, background: str) -> Any:
 
 def _describe_model(path: Path) -> dict[str, Any]:
     """The parts of a checkpoint's ``meta`` a biologist needs to pick it (worker thread)."""
-    from ..models.checkpoint import load_checkpoint
+    from napari_cellnet.models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, task="segmentation")
     m = ckpt.meta
@@ -149,7 +149,7 @@ def relabel(probabilities: np.ndarray, frames: list[int], threshold: float, min_
     The probability map is the foreground probability only, so touching cells are split
     by the distance-transform watershed here (the network's boundary class is not kept).
     """
-    from ..postprocessing import (
+    from napari_cellnet.segmentation.postprocessing import (
         label_features,
         match_labels_through_time,
         probabilities_to_labels,
@@ -358,7 +358,7 @@ class SegmentWidget(common.JobWidget, Container):
 
     # ------------------------------------------------------------------ running
     def job_arguments(self) -> dict[str, Any]:
-        """What :func:`napari_cellnet.inference.segment` gets from the widget (GUI thread).
+        """What :func:`napari_cellnet.segmentation.inference.segment` gets from the widget (GUI thread).
 
         Raises
         ------
@@ -386,7 +386,7 @@ class SegmentWidget(common.JobWidget, Container):
 
     def make_job(self, args: dict[str, Any]) -> Any:
         """A job generator for ``args`` (called in the worker thread)."""
-        from ..inference import segment
+        from napari_cellnet.segmentation.inference import segment
 
         ckpt = _load_for_segment(args["path"], args["background"])
         return segment(args["movie"], ckpt, axes=args["axes"], device=args["device"], tile=args["tile"],

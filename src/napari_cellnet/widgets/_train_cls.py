@@ -1,6 +1,6 @@
 """The Train classifier widget: a morphology CNN from annotated objects, a gallery, or class folders.
 
-Sources of training samples (all prepared by :mod:`napari_cellnet.classify_data`):
+Sources of training samples (all prepared by :mod:`napari_cellnet.classification.data`):
 
 * **annotated objects**: an Image layer and its Labels layer whose ``features`` carry a
   class column (``annotated_class``, written by the Classify widget's click annotation);
@@ -8,8 +8,8 @@ Sources of training samples (all prepared by :mod:`napari_cellnet.classify_data`
   ``frame`` and a class column (e.g. the HuSHeM sample's "HuSHeM classes" points);
 * **class folders**: ``root/<class>/*.png`` on disk (the seed GUI's datasets).
 
-The widget fills a :class:`~napari_cellnet.classify_training.ClassifierTrainConfig` and runs
-:func:`~napari_cellnet.classify_training.train_classifier` (stratified k-fold or hold-out,
+The widget fills a :class:`~napari_cellnet.classification.training.ClassifierTrainConfig` and runs
+:func:`~napari_cellnet.classification.training.train_classifier` (stratified k-fold or hold-out,
 then a refit on everything) in a worker with a live loss/accuracy plot, Stop (keeps the
 finished folds and the best model so far) and, when done, the pooled out-of-fold confusion
 matrix. The model is then offered to the Classify widget.
@@ -24,11 +24,11 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, LineEdit, PushButton
 from napari.utils.notifications import show_error, show_info
 
-from ..jobs import TrainEvent
-from . import _common as common
-from ._classify import ANNOTATION
-from ._jobs import JobRunner, cpu_threads
-from ._plot import ConfusionPlot, LivePlot
+from napari_cellnet.core.jobs import TrainEvent
+from napari_cellnet.widgets import _common as common
+from napari_cellnet.widgets._classify import ANNOTATION
+from napari_cellnet.widgets._jobs import JobRunner, cpu_threads
+from napari_cellnet.widgets._plot import ConfusionPlot, LivePlot
 
 SOURCES = ("annotated objects (Image + Labels)", "image stack + class layer", "class folders on disk")
 OBJECTS, STACK, FOLDERS = SOURCES
@@ -276,11 +276,11 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
         return why is None
 
     def build_config(self) -> Any:
-        """The :class:`~napari_cellnet.classify_training.ClassifierTrainConfig` of the fields."""
-        from ..augment import AugmentParams
-        from ..classify_data import Preprocessing
-        from ..classify_training import DEMO_MEMBERS, ClassifierTrainConfig
-        from ..models.classifier import parse_members
+        """The :class:`~napari_cellnet.classification.training.ClassifierTrainConfig` of the fields."""
+        from napari_cellnet.classification.data import Preprocessing
+        from napari_cellnet.classification.training import DEMO_MEMBERS, ClassifierTrainConfig
+        from napari_cellnet.core.augment import AugmentParams
+        from napari_cellnet.models.classifier import parse_members
 
         p = self.params
         aligned = bool(p.align_cells.value)
@@ -327,8 +327,8 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
         self.status.value = "Preparing the samples…"
 
         def make_job() -> Any:
-            from ..classify_data import load_image_stack, load_objects
-            from ..classify_training import train_classifier
+            from napari_cellnet.classification.data import load_image_stack, load_objects
+            from napari_cellnet.classification.training import train_classifier
 
             cfg = build()
             if s == FOLDERS:

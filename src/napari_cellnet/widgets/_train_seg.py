@@ -1,9 +1,9 @@
 """The Train segmentation widget: teach the temporal U-Net from a few annotated frames.
 
 A biologist paints cells on a few frames of a Labels layer, picks the movie and the labels
-here and presses Train. The widget builds a :class:`napari_cellnet.training.TrainSegParams`
+here and presses Train. The widget builds a :class:`napari_cellnet.segmentation.training.TrainSegParams`
 (the same parameter object ``napari-cellnet train-seg`` builds) and runs
-:func:`napari_cellnet.training.train_segmentation` in a worker: a live plot shows training
+:func:`napari_cellnet.segmentation.training.train_segmentation` in a worker: a live plot shows training
 and validation loss and the validation SEG/F1 per epoch, Stop keeps the best model so far,
 Continue resumes from ``last.pt`` (with more epochs if asked). When training ends the new
 model is announced to the Segment widget, which selects it.
@@ -19,10 +19,10 @@ from typing import Any
 from magicgui.widgets import Container, LineEdit, PushButton
 from napari.utils.notifications import show_error, show_info
 
-from ..jobs import Progress, TrainEvent
-from . import _common as common
-from ._jobs import JobRunner, cpu_threads
-from ._plot import LivePlot
+from napari_cellnet.core.jobs import Progress, TrainEvent
+from napari_cellnet.widgets import _common as common
+from napari_cellnet.widgets._jobs import JobRunner, cpu_threads
+from napari_cellnet.widgets._plot import LivePlot
 
 PRESETS = ("light", "stemnet")
 OPTIMIZERS = ("adamw", "sgd", "adam", "rmsprop", "adamax", "nadam", "adagrad", "adadelta")
@@ -194,7 +194,7 @@ class TrainSegmentationWidget(common.JobWidget, common.DeviceProbing, Container)
     # ------------------------------------------------------------------ inputs
     def annotated(self) -> list[int]:
         """Frames of the annotations layer with at least one labelled pixel."""
-        from ..data import annotated_frames
+        from napari_cellnet.segmentation.data import annotated_frames
 
         layer = self.label_layer.value
         if layer is None:
@@ -234,7 +234,7 @@ class TrainSegmentationWidget(common.JobWidget, common.DeviceProbing, Container)
         return why is None
 
     def _apply_preset(self, value: Any = None) -> None:
-        from ..training import TrainSegParams
+        from napari_cellnet.segmentation.training import TrainSegParams
 
         p = TrainSegParams.from_preset(self.params.preset.value)
         for name in _PRESET_FIELDS:
@@ -249,14 +249,14 @@ class TrainSegmentationWidget(common.JobWidget, common.DeviceProbing, Container)
         self.val_frames.value = "auto"
 
     def build_params(self) -> Any:
-        """The :class:`~napari_cellnet.training.TrainSegParams` of the current fields.
+        """The :class:`~napari_cellnet.segmentation.training.TrainSegParams` of the current fields.
 
         Raises
         ------
         ValueError
             For a value the engine refuses (its message says what to change).
         """
-        from ..training import TrainSegParams
+        from napari_cellnet.segmentation.training import TrainSegParams
 
         p = self.params
         val = parse_frames(self.val_frames.value, int(self.label_layer.value.data.shape[0]))
@@ -312,7 +312,7 @@ class TrainSegmentationWidget(common.JobWidget, common.DeviceProbing, Container)
         self.status.value = "Preparing the training data…"
 
         def make_job() -> Any:
-            from ..training import train_segmentation
+            from napari_cellnet.segmentation.training import train_segmentation
 
             return train_segmentation(images, labels, params, out, resume=resume_path, overwrite=overwrite,
                                       image_axes=image_axes, sources=sources)
