@@ -7,10 +7,11 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from napari_cellnet.core.augment import AugmentParams
 from napari_cellnet.core.io import write_json
+from napari_cellnet.core.params import Params, param
 from napari_cellnet.segmentation import preprocessing as pre
 from napari_cellnet.segmentation.losses import CLASS_WEIGHTINGS, LOSSES
 
@@ -249,3 +250,72 @@ class TrainSegParams:
         if self.calibrate not in CALIBRATE_MODES:
             raise ValueError(f"calibrate must be one of {', '.join(CALIBRATE_MODES)}, got {self.calibrate!r}.")
         self.augment_params()
+
+
+def _tile(text: str) -> int | None:
+    """``--tile 0`` (or empty) runs whole frames."""
+    n = int(text) if str(text).strip() else 0
+    return None if n == 0 else n
+
+
+@dataclass
+class SegmentParams(Params):
+    """Every choice of a segmentation run (:func:`napari_cellnet.segmentation.inference.segment`).
+
+    ``None`` means "what the model says" for the post-processing and window settings a
+    checkpoint stores (threshold, minimum size, edge policy, drift, input scale).
+    """
+
+    JOB: ClassVar[str] = "segment"
+
+    device: str = param("auto", help="auto (CUDA, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps",
+                        group="run")
+    channel: int | None = param(None, low=0, none_means="the movie's only channel",
+                                help="use only this channel of a multi-channel movie (e.g. 0 of an RGB movie)",
+                                group="input")
+    threshold: float | None = param(None, low=0, high=1, low_open=True, high_open=True, step=0.05,
+                                    none_means="the model's", help="foreground probability threshold",
+                                    group="post-processing")
+    min_size: int | None = param(None, low=0, none_means="the model's", help="smallest object in pixels",
+                                 group="post-processing")
+    split: str = param("auto", choices=("auto", "boundary", "distance", "none"), advanced=True,
+                       help="how touching cells are split (auto: the boundary class when the model has one)",
+                       group="post-processing")
+    min_iou: float = param(0.3, low=0, high=1, step=0.05, advanced=True,
+                           help="IoU an object needs with one of the previous frame to keep its ID",
+                           group="post-processing")
+    edge: str | None = param(None, choices=("reflect", "replicate", "skip"), flag="--window-edge", advanced=True,
+                             none_means="the model's", help="what the window uses beyond the movie's first and "
+                             "last frames", group="input")
+    drift: bool | None = param(None, advanced=True, none_means="the model's",
+                               help="register neighbour frames onto the centre frame (a drifting stage)", group="input")
+    scale: float | None = param(None, low=0.25, high=8, advanced=True, none_means="the model's",
+                                help="input scale factor: resample frames by this much before the network "
+                                     "(change it only when your cells are larger or smaller than the model's)",
+                                group="input")
+    tile: int | None = param(1024, low=32, parse=_tile, advanced=True, none_means="whole frames",
+                             help="tile size in pixels (frames up to it run whole; 0 or empty: never tile)",
+                             group="run")
+    overlap: int | None = param(None, low=0, advanced=True, none_means="covers the receptive field",
+                                help="tile overlap in pixels (the default makes tiled == untiled)", group="run")
+    batch: int | None = param(None, low=1, advanced=True, none_means="4 on a GPU, 1 on the CPU",
+                              help="frames or tiles per forward pass (halved automatically on CUDA out-of-memory)",
+                              group="run")
+    precision: str = param("auto", choices=("auto", "bf16", "fp16", "fp32"), advanced=True,
+                           help="mixed precision on CUDA (auto: bf16 where supported); the CPU always runs fp32",
+                           group="run")
+    channels_last: bool | None = param(None, advanced=True, none_means="on for CUDA and the CPU",
+                                       help="channels-last memory format (faster with oneDNN and cuDNN)", group="run")
+    threads: int | None = param(None, low=1, advanced=True, none_means="every core",
+                                help="CPU threads for torch", group="run")
+
+
+@dataclass
+class EvaluateParams(Params):
+    """Scoring predicted labels against ground truth
+    (:func:`napari_cellnet.core.metrics.segmentation_report`)."""
+
+    JOB: ClassVar[str] = "evaluate"
+
+    iou: float = param(0.5, low=0, high=1, low_open=True, step=0.05,
+                       help="IoU at which a predicted object matches a true one (AP, instance F1)")
