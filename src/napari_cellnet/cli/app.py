@@ -19,16 +19,33 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from napari_cellnet import __version__
+from napari_cellnet.cli.flags import add_params_arguments
 from napari_cellnet.core.jobs import Progress, TrainEvent, run_job
+from napari_cellnet.core.params import Params
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+#: The parameter object (:mod:`napari_cellnet.core.params`) whose flags a command carries.
+PARAMS: dict[str, type[Params]] = {}
 
 
-def command(name: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
-    """Register ``func(args) -> exit code`` as subcommand ``name``."""
+def command(name: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+            params: type[Params] | None = None):
+    """Register ``func(args) -> exit code`` as subcommand ``name``.
+
+    With ``params``, the command's flags include one per field of that parameter object
+    (:func:`napari_cellnet.cli.flags.add_params_arguments`), after those ``add_arguments`` adds.
+    """
 
     def deco(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        COMMANDS[name] = (add_arguments, func)
+        if params is None:
+            COMMANDS[name] = (add_arguments, func)
+        else:
+            def add_all(p: argparse.ArgumentParser) -> None:
+                add_arguments(p)
+                add_params_arguments(p, params)
+
+            COMMANDS[name] = (add_all, func)
+            PARAMS[name] = params
         return func
 
     return deco
