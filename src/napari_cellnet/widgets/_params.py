@@ -10,6 +10,7 @@ the parameter object, so the widget, the CLI and Python start from the same defa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,12 @@ def control_for(info: ParamInfo) -> Widget:
     return box
 
 
+def settings_path(params_class: type[Params]) -> Path:
+    """Where a widget remembers the last settings of a job (``$XDG_CACHE_HOME/napari-cellnet``)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "napari-cellnet" / f"{params_class.JOB or params_class.__name__}.json"
+
+
 class ParamsForm(Container):
     """Controls for every field of ``params_class``; ``value`` is the parameter object.
 
@@ -71,9 +78,13 @@ class ParamsForm(Container):
     controls : dict of str to Widget, optional
         Controls the widget supplies itself for some fields (e.g. a device picker that
         shows what torch found); their ``value`` must be the field's value.
+    persist : bool
+        Remember the last valid settings between napari sessions (a ``<job>.json`` in the
+        user cache folder, :func:`settings_path`) and start from them.
     """
 
-    def __init__(self, params_class: type[Params], controls: dict[str, Widget] | None = None) -> None:
+    def __init__(self, params_class: type[Params], controls: dict[str, Widget] | None = None,
+                 persist: bool = True) -> None:
         super().__init__(labels=True)
         self.params_class = params_class
         self.infos = {i.name: i for i in params_class.infos()}
@@ -104,6 +115,10 @@ class ParamsForm(Container):
             layout = self.native.layout()
             row = buttons.native.parentWidget()  # the labelled row that wraps the buttons
             layout.insertWidget(max(layout.indexOf(row), 0), self.collapsible)
+        self.persist = persist
+        if persist:
+            self._restore()
+            self.changed.connect(self._remember)
 
     # ------------------------------------------------------------------ value
     def _read(self, name: str) -> Any:
@@ -132,6 +147,23 @@ class ParamsForm(Container):
     def reset(self, *_: Any) -> None:
         """Every control back to the dataclass default."""
         self.value = self.params_class()
+
+    # ------------------------------------------------------------------ persistence
+    def _restore(self) -> None:
+        path = settings_path(self.params_class)
+        if path.is_file():
+            try:
+                self.load(path)
+            except (OSError, ValueError, TypeError):  # settings of another version: start from the defaults
+                path.unlink(missing_ok=True)
+
+    def _remember(self, *_: Any) -> None:
+        path = settings_path(self.params_class)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.save(path)
+        except (OSError, ValueError, TypeError):  # half-typed or invalid values are not remembered
+            pass
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> Path:
