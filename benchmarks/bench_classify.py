@@ -115,11 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from napari_cellnet.classification.data import Preprocessing, load_class_folders
-    from napari_cellnet.classification.training import (
-        ClassifierTrainConfig,
-        cv_table,
-        train_classifier,
-    )
+    from napari_cellnet.classification.params import ClassifierTrainConfig
+    from napari_cellnet.classification.report import cv_table
+    from napari_cellnet.classification.training import train_classifier
     from napari_cellnet.core import device as devices
     from napari_cellnet.core.augment import AugmentParams
     from napari_cellnet.core.jobs import TrainEvent
@@ -162,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
         job = train_classifier(samples, cfg, args.out)
         if args.max_folds:
-            job = _limit_folds(job, args.max_folds)
+            job = limit_folds(job, args.max_folds)
         result = drain(job, show)
         wall = time.perf_counter() - t0
         print(cv_table(result), flush=True)
@@ -219,7 +217,7 @@ def drain(job, on_event):
         signal.signal(signal.SIGINT, previous)
 
 
-def _limit_folds(job, n):
+def limit_folds(job, n):
     """Forward a training job's events and send STOP once fold ``n`` is finished."""
     from napari_cellnet.core.jobs import STOP, TrainEvent
 

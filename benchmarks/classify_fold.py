@@ -1,5 +1,5 @@
 """Run ONE fold (or the refit) of train_classifier's 5-fold CV exactly as train_classifier does
-(same stratified split, same _fit_model seeds cfg.seed + f, same TTA scoring), so folds can run in
+(same stratified split, same fit_model seeds cfg.seed + f, same TTA scoring), so folds can run in
 parallel processes. Writes <outdir>/fold<f>.npz (te idx, proba) or refit_state.pt.
 
 Usage: python benchmarks/classify_fold.py OUTDIR '{"prep": {"channels": "gray"}, "epochs": 60}' 2
@@ -13,11 +13,12 @@ import torch
 
 from napari_cellnet import datasets as S
 from napari_cellnet.classification.data import Preprocessing, load_class_folders
+from napari_cellnet.classification.fit import Where, fit_model, split_validation
 from napari_cellnet.classification.inference import predict_proba
-from napari_cellnet.classification.training import ClassifierTrainConfig, _fit_model, _split_val
+from napari_cellnet.classification.params import ClassifierTrainConfig
 from napari_cellnet.core.augment import AugmentParams
-from napari_cellnet.core.io import stratified_kfold
 from napari_cellnet.core.jobs import TrainEvent, run_job
+from napari_cellnet.core.splits import stratified_kfold
 
 
 def config(over):
@@ -45,14 +46,14 @@ if __name__ == "__main__":
         if isinstance(ev, TrainEvent) and ev.kind == "epoch" and ev.epoch % 5 == 0:
             print(f"{which} ep {ev.epoch} loss {ev.train_loss:.3f} tacc {ev.val_metrics.get('train_accuracy'):.3f} {time.perf_counter()-t0:.0f}s", flush=True)
     if which == "refit":
-        tr, val = _split_val(samples, cfg.val_fraction, cfg.seed)
-        net, _, timing = run_job(_fit_model("refit", cfg, tr, val, dev, None, None, hist, cfg.seed), show)
+        tr, val = split_validation(samples, cfg.val_fraction, cfg.seed)
+        net, _, timing = run_job(fit_model(Where("refit"), cfg, tr, val, dev, hist, cfg.seed), show)
         torch.save(net.state_dict(), f"{outdir}/refit_state.pt")
     else:
         f = int(which)
         tr_idx, te = stratified_kfold(samples.labels, cfg.folds, cfg.seed)[f - 1]
-        train, val = _split_val(samples.subset(tr_idx), cfg.val_fraction, cfg.seed + f)
-        net, _, timing = run_job(_fit_model(f"fold{f}", cfg, train, val, dev, f, cfg.folds, hist, cfg.seed + f),
+        train, val = split_validation(samples.subset(tr_idx), cfg.val_fraction, cfg.seed + f)
+        net, _, timing = run_job(fit_model(Where(f"fold{f}", f, cfg.folds), cfg, train, val, dev, hist, cfg.seed + f),
                                  show)
         aligned = samples.preprocessing.align != "none"
         proba = run_job(predict_proba(net, samples.subset(te).images, dev, 256, cfg.tta, aligned))

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from napari_cellnet import datasets as sample_data
     from napari_cellnet.classification.data import Preprocessing, load_class_folders
-    from napari_cellnet.classification.training import ClassifierTrainConfig, train_classifier
+    from napari_cellnet.classification.params import ClassifierTrainConfig
+    from napari_cellnet.classification.training import train_classifier
     from napari_cellnet.core.augment import AugmentParams
     from napari_cellnet.core.jobs import TrainEvent
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"train acc {ev.val_metrics.get('train_accuracy', float('nan')):.3f} "
                   f"{time.perf_counter() - t0:.0f}s", flush=True)
 
-    result = bench_classify.drain(bench_classify._limit_folds(train_classifier(samples, cfg, None), n_folds), show)
+    result = bench_classify.drain(bench_classify.limit_folds(train_classifier(samples, cfg, None), n_folds), show)
     accs = [round(float(r["accuracy"]), 3) for r in result.folds]
     print(f"RESULT {name} folds={len(accs)} acc={accs} wall={time.perf_counter() - t0:.0f}s "
           f"overrides={argv[1]}", flush=True)

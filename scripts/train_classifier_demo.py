@@ -14,9 +14,10 @@ per network, same TTA), one network after another. Here the networks of each arc
 (a *group*) and each of the six jobs (5 CV folds + the refit on all 216 images) run as
 separate processes (``benchmarks/classify_fold.py``), ``--jobs`` at a time; since the model
 averages probabilities, a fold's ensemble probabilities are the member-weighted mean of its
-groups' probabilities. The script then assembles the CV report exactly as
-:func:`train_classifier` does (same :func:`classification_report`, summary and output files)
-and writes the refit model, with the CV summary in its metadata, into the package::
+groups' probabilities. The script then assembles the CV report with the steps
+:func:`train_classifier` ends with (:mod:`napari_cellnet.classification.report`: same fold
+and pooled reports, summary and output files) and writes the refit model, with the CV summary
+in its metadata, into the package (:func:`~napari_cellnet.classification.training.save_classifier`)::
 
     nice -n 5 python scripts/train_classifier_demo.py --jobs 2 > benchmarks/results/demo_mixed/output.txt 2>&1
 
@@ -44,7 +45,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import classify_fold  # noqa: E402
 
-from napari_cellnet.classification.training import DEMO_MEMBERS  # noqa: E402
+from napari_cellnet.classification.params import DEMO_MEMBERS  # noqa: E402
 from napari_cellnet.models.classifier import parse_members  # noqa: E402
 
 BASE = {"prep": {"crop_fraction": 0.5, "align": "major_axis", "isolate": True}, "aug": {"preset": "aligned"},
@@ -126,18 +127,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_cellnet import datasets as sample_data
     from napari_cellnet.classification.data import load_class_folders
-    from napari_cellnet.classification.training import (
+    from napari_cellnet.classification.fit import model_recipe, network_config
+    from napari_cellnet.classification.report import (
         ClassifierTrainResult,
-        _meta,
-        _net_config,
-        _saved_model,
-        _summary,
-        _write_outputs,
+        cv_outcome,
         cv_table,
+        fold_report,
+        pool_out_of_fold,
+        summarise_folds,
+        write_outputs,
     )
-    from napari_cellnet.core.metrics import classification_report
+    from napari_cellnet.classification.training import save_classifier
     from napari_cellnet.models import build_model
-    from napari_cellnet.models.checkpoint import save_checkpoint
     from napari_cellnet.models.classifier import Ensemble
 
     cfg, prep = classify_fold.config(RECIPE)
@@ -153,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"{name} fold {f} tested other images than the first group")
             te, proba = d["te"], proba + n * d["proba"].astype(np.float64)
         proba = proba / len(MEMBERS)
-        y = samples.labels[te]
-        rep = classification_report(y, proba.argmax(1), proba, names)
-        rep["fold"] = f
-        reports.append(rep)
+        reports.append(fold_report(samples.labels[te], proba, names, f))
         idx.append(te)
         fold_of.append(np.full(len(te), f))
         probas.append(proba)
@@ -167,26 +165,22 @@ def main(argv: list[str] | None = None) -> int:
         train_images += timing["train_images"]
         history += timing["history"]
         group_cfg, _ = classify_fold.config(recipe)
-        nets = [build_model(spec["arch"], **_net_config(group_cfg, n_ch, k, spec)) for spec in group_cfg.member_specs()]
+        nets = [build_model(spec["arch"], **network_config(group_cfg, n_ch, k, spec))
+                for spec in group_cfg.member_specs()]
         group = Ensemble(nets) if n > 1 else nets[0]  # the layout classify_fold.py saved
         group.load_state_dict(torch.load(work / name / "refit_state.pt", map_location="cpu", weights_only=True))
         members += nets
-    index, proba = np.concatenate(idx), np.concatenate(probas)
-    y = samples.labels[index]
-    pooled = classification_report(y, proba.argmax(1), proba, names)
-    summary = _summary(reports)
+    pooled, oof = pool_out_of_fold(samples, idx, fold_of, probas)
+    summary = summarise_folds(reports)
     summary.update({"train_seconds": train_s, "train_images_per_s": train_images / train_s, "device": "cpu",
                     "n_samples": len(samples), "class_counts": samples.counts()})
-    oof = {"index": index, "fold": np.concatenate(fold_of), "y_true": y, "y_pred": proba.argmax(1), "proba": proba}
-    extra = {"cv_summary": {key: v for key, v in summary.items() if key != "class_counts"},
-             "cv_folds": FOLDS, "selected_by": "refit on all samples"}
     mixed = Ensemble(members)
-    name, config = _saved_model(cfg, n_ch, k, mixed)
+    name, config = model_recipe(cfg, n_ch, k, mixed)
     net = build_model(name, **config)  # the layout train_classifier saves; loading checks it
     net.load_state_dict(mixed.state_dict())
-    model = save_checkpoint(work / "model.pt", net, name, config, "classification", _meta(cfg, samples, extra),
-                            half=True)
-    _write_outputs(work, cfg, samples, history, reports, pooled, summary, oof)
+    model = save_classifier(work / "model.pt", net, cfg, samples, half=True,
+                            **cv_outcome(summary, FOLDS, "refit on all samples"))
+    write_outputs(work, cfg, samples, history, reports, pooled, summary, oof)
     result = ClassifierTrainResult(model, [], history, reports, pooled, summary, oof, False, names, cfg.to_dict())
     print(cv_table(result))
     acc = summary["accuracy"]

@@ -6,16 +6,18 @@ from skimage.io import imsave
 
 from napari_cellnet.classification.data import (
     Preprocessing,
-    balanced_indices,
-    check_trainable,
-    class_weights,
     encode_classes,
-    epoch_indices,
-    iterate_batches,
     load_class_folders,
     load_image_stack,
     load_objects,
     prepare_images,
+)
+from napari_cellnet.classification.sampling import (
+    balanced_indices,
+    check_trainable,
+    class_weights,
+    epoch_indices,
+    iterate_batches,
 )
 
 

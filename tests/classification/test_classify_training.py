@@ -5,7 +5,9 @@ import pytest
 
 from napari_cellnet.classification.data import Preprocessing, SampleSet, load_image_stack
 from napari_cellnet.classification.inference import classify, load_classifier, majority_per_track
-from napari_cellnet.classification.training import ClassifierTrainConfig, cv_table, train_classifier
+from napari_cellnet.classification.params import ClassifierTrainConfig
+from napari_cellnet.classification.report import cv_table
+from napari_cellnet.classification.training import train_classifier
 from napari_cellnet.core.augment import AugmentParams
 from napari_cellnet.core.jobs import STOP, TrainEvent, run_job
 

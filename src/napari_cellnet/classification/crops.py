@@ -14,6 +14,7 @@ data code can all use it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -172,6 +173,34 @@ def object_crops(
         origin; negative when the window starts outside the image) and ``touches_border``
         (the window needed padding).
     """
+    img, lab = _check_movie(image, labels, channel_axis)
+    if crop_size < 2:
+        raise ValueError(f"crop_size must be >= 2, got {crop_size}.")
+    _check_pad(pad_mode)
+    size = output_size or crop_size
+    crops: list[np.ndarray] = []
+    rows: dict[str, list[Any]] = {c: [] for c in TABLE_COLUMNS}
+    for t in range(lab.shape[0]) if frames is None else frames:
+        if not 0 <= t < lab.shape[0]:
+            raise ValueError(f"Frame {t} does not exist (the movie has {lab.shape[0]} frames).")
+        frame = np.asarray(img[t], dtype=np.float32)
+        fill = None
+        if mask_neighbours or mask_background:
+            fill = _mask_fill(frame, lab[t], mask_value)
+        for crop, row in _frame_crops(frame, lab[t], crop_size, pad_mode, cval, fill, mask_background):
+            if output_size and output_size != crop_size:
+                crop = resize_keep_aspect(crop, output_size)
+            crops.append(crop.astype(np.float32, copy=False))
+            for name, value in zip(TABLE_COLUMNS, (t, *row), strict=True):
+                rows[name].append(value)
+    out = np.stack(crops) if crops else np.zeros((0, img.shape[1], size, size), np.float32)
+    dtypes = {"centroid_y": np.float64, "centroid_x": np.float64, "touches_border": bool}
+    table = {c: np.asarray(rows[c], dtype=dtypes.get(c, np.int64)) for c in TABLE_COLUMNS}
+    return out, table
+
+
+def _check_movie(image: np.ndarray, labels: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` as ``(T, C, Y, X)`` and ``labels`` as integer ``(T, Y, X)`` of the same movie."""
     img = as_tcyx(image, channel_axis)
     lab = np.asarray(labels)
     if lab.ndim == 2:
@@ -187,51 +216,36 @@ def object_crops(
             f"Image (T={img.shape[0]}, Y, X={img.shape[-2:]}) and labels (T={lab.shape[0]}, "
             f"Y, X={lab.shape[-2:]}) do not match; choose the Labels layer made from this image."
         )
-    if crop_size < 2:
-        raise ValueError(f"crop_size must be >= 2, got {crop_size}.")
-    _check_pad(pad_mode)
-    size = output_size or crop_size
+    return img, lab
+
+
+def _mask_fill(frame: np.ndarray, lframe: np.ndarray, mask_value: float | None) -> np.ndarray:
+    """Per-channel value of masked pixels ``(C,)``: ``mask_value``, else the frame's background median."""
+    if mask_value is not None:
+        return np.full(frame.shape[0], mask_value, np.float32)
+    bg = lframe == 0
+    return np.median(frame[:, bg], axis=1) if bg.any() else np.zeros(frame.shape[0], np.float32)
+
+
+def _frame_crops(frame: np.ndarray, lframe: np.ndarray, crop_size: int, pad_mode: str, cval: float,
+                 fill: np.ndarray | None, mask_background: bool) -> Iterator[tuple[np.ndarray, tuple[Any, ...]]]:
+    """The crop ``(C, crop_size, crop_size)`` and table row (all columns but ``frame``) of
+    every object of one frame; ``fill`` given: other objects (and with ``mask_background``
+    the background) painted with it."""
     half = crop_size // 2
-    t_list = range(lab.shape[0]) if frames is None else frames
-    crops: list[np.ndarray] = []
-    rows: dict[str, list[Any]] = {c: [] for c in TABLE_COLUMNS}
-    for t in t_list:
-        if not 0 <= t < lab.shape[0]:
-            raise ValueError(f"Frame {t} does not exist (the movie has {lab.shape[0]} frames).")
-        frame = np.asarray(img[t], dtype=np.float32)
-        lframe = lab[t]
-        props = regionprops(lframe)
-        if not props:
-            continue
-        if mask_neighbours or mask_background:
-            if mask_value is not None:
-                fill = np.full(frame.shape[0], mask_value, np.float32)
-            else:
-                bg = lframe == 0
-                fill = np.median(frame[:, bg], axis=1) if bg.any() else np.zeros(frame.shape[0], np.float32)
-        for p in props:
-            cy, cx = p.centroid
-            y0, x0 = int(np.floor(cy + 0.5)) - half, int(np.floor(cx + 0.5)) - half
-            crop, padded = _window(frame, y0, x0, crop_size, pad_mode, cval)
-            if mask_neighbours or mask_background:
-                lcrop, _ = _window(lframe, y0, x0, crop_size, "constant", 0)
-                hide = (lcrop != p.label) & (lcrop != 0) if not mask_background else lcrop != p.label
-                crop[:, hide] = fill[:, None]
-            if output_size and output_size != crop_size:
-                crop = resize_keep_aspect(crop, output_size)
-            crops.append(crop.astype(np.float32, copy=False))
-            b = p.bbox
-            for name, value in zip(TABLE_COLUMNS, (t, p.label, cy, cx, b[0], b[1], b[2], b[3],
-                                                   int(p.area), y0, x0, padded), strict=True):
-                rows[name].append(value)
-    n_ch = img.shape[1]
-    out = np.stack(crops) if crops else np.zeros((0, n_ch, size, size), np.float32)
-    dtypes = {"centroid_y": np.float64, "centroid_x": np.float64, "touches_border": bool}
-    table = {c: np.asarray(rows[c], dtype=dtypes.get(c, np.int64)) for c in TABLE_COLUMNS}
-    return out, table
+    for p in regionprops(lframe):
+        cy, cx = p.centroid
+        y0, x0 = int(np.floor(cy + 0.5)) - half, int(np.floor(cx + 0.5)) - half
+        crop, padded = _window(frame, y0, x0, crop_size, pad_mode, cval)
+        if fill is not None:
+            lcrop, _ = _window(lframe, y0, x0, crop_size, "constant", 0)
+            hide = (lcrop != p.label) & (lcrop != 0) if not mask_background else lcrop != p.label
+            crop[:, hide] = fill[:, None]
+        b = p.bbox
+        yield crop, (p.label, cy, cx, b[0], b[1], b[2], b[3], int(p.area), y0, x0, padded)
 
 
-def object_masks(labels: np.ndarray, table: dict[str, np.ndarray], crop_size: int) -> np.ndarray:
+def object_masks(labels: np.ndarray, table: Mapping[str, np.ndarray], crop_size: int) -> np.ndarray:
     """The object's own mask in each crop cut by :func:`object_crops` (same windows).
 
     Parameters

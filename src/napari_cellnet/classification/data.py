@@ -23,16 +23,17 @@ Policies (documented in ``docs/classification.md``):
 * **normalisation**: ``"image"`` maps each image's 1st-99.8th percentile (over all its
   channels together, so colour ratios survive) to 0-1; ``"range"`` divides by the dtype's
   maximum (uint8: 255); ``"none"`` leaves values alone.
-* **imbalance**: :func:`class_weights` (inverse frequency) or :func:`balanced_indices`
-  (sampling with probability inversely proportional to the class size).
 
-Numpy and scikit-image only: the torch side is in :mod:`classify_training`.
+How the training loop draws batches from the samples (and counters class imbalance) is
+:mod:`napari_cellnet.classification.sampling`.
+
+Numpy and scikit-image only: the torch side is in :mod:`napari_cellnet.classification.fit`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,6 @@ import numpy as np
 
 from napari_cellnet.classification.crops import object_crops, object_masks, resize_keep_aspect
 from napari_cellnet.classification.orientation import ALIGN_MODES, align
-from napari_cellnet.core.augment import AugmentParams, augment
 from napari_cellnet.core.io import ClassDataset, read_class_folders, read_image
 
 CHANNEL_MODES = ("auto", "rgb", "gray")
@@ -400,104 +400,70 @@ def load_objects(
     prep = prep or Preprocessing()
     crops, table = object_crops(image, labels, crop_size=crop_size, mask_neighbours=mask_neighbours,
                                 mask_background=mask_background, pad_mode=pad_mode, channel_axis=channel_axis)
-    n = crops.shape[0]
     if class_table is not None:
-        for col in ("label", "class"):
-            if col not in class_table:
-                raise ValueError(f"The class table needs a {col!r} column (it has {list(class_table)}).")
-        t_frames = list(class_table.get("frame", [0] * len(class_table["label"])))
-        keys = list(zip((int(f) for f in t_frames), (int(v) for v in class_table["label"]), strict=True))
-        present = {(int(f), int(v)): i for i, (f, v) in enumerate(zip(table["frame"], table["label"], strict=True))}
-        missing = [k for k in keys if k not in present]
-        if missing:
-            shown = ", ".join(f"(frame {f}, label {v})" for f, v in missing[:5])
-            raise ValueError(
-                f"The class table names {len(missing)} object(s) that are not in the Labels layer: {shown}"
-                f"{' ...' if len(missing) > 5 else ''}. Fix the table or choose the matching Labels layer."
-            )
-        idx_labels, names = encode_classes(list(class_table["class"]), class_names, len(keys))
-        targets = np.full(n, -1, np.int64)
-        for k, c in zip(keys, idx_labels, strict=True):
-            targets[present[k]] = c
+        targets, names = object_targets(class_table, table, class_names)
     else:
-        targets, names = np.full(n, -1, np.int64), list(class_names or [])
-    if n:
-        items = [c for c in crops]
-        masks = list(object_masks(labels, table, crop_size)) if prep.align != "none" else None
-        images, resolved = prepare_images(items, prep, [f"frame {f} label {v}" for f, v in
-                                                        zip(table["frame"], table["label"], strict=True)],
-                                          dtype_max=_dtype_max(np.asarray(image)), masks=masks)
-    else:
-        nch = 3 if prep.channels == "rgb" else 1 if prep.channels == "gray" else crops.shape[1]
-        resolved = Preprocessing(**{**prep.to_dict(), "percentiles": prep.percentiles,
-                                    "channels": "rgb" if nch == 3 else "gray"})
-        images = np.zeros((0, nch, prep.size, prep.size), np.float32)
+        targets, names = np.full(crops.shape[0], -1, np.int64), list(class_names or [])
+    images, resolved = _prepare_crops(crops, table, labels, prep, crop_size, _dtype_max(np.asarray(image)))
     meta = {"source": "objects", "crop_size": crop_size, "mask_neighbours": mask_neighbours,
             "mask_background": mask_background, "pad_mode": pad_mode}
     return SampleSet(images, targets, names, dict(table), resolved, meta)
 
 
-# --------------------------------------------------------------------------- imbalance + batches
+def object_targets(class_table: Mapping[str, Sequence[Any]], table: Mapping[str, np.ndarray],
+                   class_names: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """The class of every object row of ``table`` from an annotation table.
 
+    Parameters
+    ----------
+    class_table : dict of sequences
+        Columns ``frame`` (optional; default 0), ``label`` and ``class`` (names or indices).
+    table : dict of ndarray, each shape (N,)
+        The object table of :func:`~napari_cellnet.classification.crops.object_crops`
+        (``frame``, ``label``).
+    class_names : sequence of str, optional
+        Order of the classes (default: sorted names in ``class_table``).
 
-def check_trainable(samples: SampleSet) -> None:
-    """Refuse sample sets a classifier cannot learn from, saying what to add."""
-    if len(samples) == 0:
-        raise ValueError("No samples to train on (the gallery is empty or no object has a class).")
-    counts = samples.counts()
-    have = [c for c, n in counts.items() if n > 0]
-    if len(have) < 2:
-        raise ValueError(
-            f"Training needs at least 2 classes with samples; found {have or 'none'} "
-            f"(counts {counts}). Add a second class."
-        )
+    Returns
+    -------
+    targets : ndarray of int64, shape (N,)
+        Class index per object row; -1 for objects the annotation does not name.
+    names : list of str
 
-
-def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Inverse-frequency weights ``N / (K * n_c)`` (1.0 for a balanced set, 0 for absent classes)."""
-    y = np.asarray(labels)
-    y = y[y >= 0]
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    w = np.zeros(n_classes)
-    present = counts > 0
-    w[present] = y.size / (present.sum() * counts[present])
-    return w.astype(np.float32)
-
-
-def balanced_indices(rng: np.random.Generator, labels: np.ndarray, n: int) -> np.ndarray:
-    """Draw ``n`` sample indices so that every present class is equally likely."""
-    y = np.asarray(labels)
-    counts = np.bincount(y[y >= 0])
-    p = np.where(y >= 0, 1.0 / np.maximum(counts[np.clip(y, 0, None)], 1), 0.0)
-    return rng.choice(y.size, size=n, replace=True, p=p / p.sum())
-
-
-def epoch_indices(rng: np.random.Generator, labels: np.ndarray, rate: int = 1, balance: str = "none") -> np.ndarray:
-    """The sample order of one epoch: every sample ``rate`` times (or a balanced draw of that size)."""
-    if rate < 1:
-        raise ValueError(f"Augmentation rate must be >= 1 (copies per image per epoch), got {rate}.")
-    n = len(labels) * rate
-    if balance == "sampler":
-        return balanced_indices(rng, labels, n)
-    return rng.permutation(np.tile(np.arange(len(labels)), rate))
-
-
-def iterate_batches(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, batch_size: int,
-                    params: AugmentParams | None = None, rate: int = 1, balance: str = "none",
-                    drop_last: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Augmented training batches of one epoch.
-
-    Yields
+    Raises
     ------
-    x : ndarray of float32, shape (B, C, S, S)
-    y : ndarray of int64, shape (B,)
+    ValueError
+        A missing ``label``/``class`` column, or ``(frame, label)`` pairs that are not objects
+        of the Labels layer (the first five are listed).
     """
-    order = epoch_indices(rng, labels, rate, balance)
-    stop = len(order) - (len(order) % batch_size if drop_last and len(order) >= batch_size else 0)
-    for start in range(0, stop, batch_size):
-        idx = order[start:start + batch_size]
-        if params is not None and params.active:
-            x = np.stack([augment(rng, images[i], None, params)[0] for i in idx])
-        else:
-            x = images[idx]
-        yield x, labels[idx]
+    for col in ("label", "class"):
+        if col not in class_table:
+            raise ValueError(f"The class table needs a {col!r} column (it has {list(class_table)}).")
+    t_frames = list(class_table.get("frame", [0] * len(class_table["label"])))
+    keys = list(zip((int(f) for f in t_frames), (int(v) for v in class_table["label"]), strict=True))
+    present = {(int(f), int(v)): i for i, (f, v) in enumerate(zip(table["frame"], table["label"], strict=True))}
+    missing = [k for k in keys if k not in present]
+    if missing:
+        shown = ", ".join(f"(frame {f}, label {v})" for f, v in missing[:5])
+        raise ValueError(
+            f"The class table names {len(missing)} object(s) that are not in the Labels layer: {shown}"
+            f"{' ...' if len(missing) > 5 else ''}. Fix the table or choose the matching Labels layer."
+        )
+    idx_labels, names = encode_classes(list(class_table["class"]), class_names, len(keys))
+    targets = np.full(len(table["label"]), -1, np.int64)
+    for k, c in zip(keys, idx_labels, strict=True):
+        targets[present[k]] = c
+    return targets, names
+
+
+def _prepare_crops(crops: np.ndarray, table: Mapping[str, np.ndarray], labels: np.ndarray, prep: Preprocessing,
+                   crop_size: int, dtype_max: float) -> tuple[np.ndarray, Preprocessing]:
+    """:func:`prepare_images` of object crops ``(N, C, S, S)``; an empty input keeps its channels."""
+    if crops.shape[0]:
+        masks = list(object_masks(labels, table, crop_size)) if prep.align != "none" else None
+        names = [f"frame {f} label {v}" for f, v in zip(table["frame"], table["label"], strict=True)]
+        return prepare_images(list(crops), prep, names, dtype_max=dtype_max, masks=masks)
+    nch = 3 if prep.channels == "rgb" else 1 if prep.channels == "gray" else crops.shape[1]
+    resolved = Preprocessing(**{**prep.to_dict(), "percentiles": prep.percentiles,
+                                "channels": "rgb" if nch == 3 else "gray"})
+    return np.zeros((0, nch, prep.size, prep.size), np.float32), resolved

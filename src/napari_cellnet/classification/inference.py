@@ -8,7 +8,9 @@ columns and can be assigned to ``labels_layer.features`` as it is; every class g
 tracked movie) ``track_class`` gives the majority class of each label ID over its frames.
 
 Images are prepared with the :class:`~napari_cellnet.classification.data.Preprocessing` stored in
-the checkpoint, so a model sees new cells exactly as it saw its training cells.
+the checkpoint (read through :class:`~napari_cellnet.classification.meta.ClassifierMeta`), and
+object crops are cut as the training crops were, so a model sees new cells exactly as it
+saw its training cells.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from napari_cellnet.classification.data import (
     load_class_folders,
     load_image_stack,
     load_objects,
+    prepare_images,
 )
+from napari_cellnet.classification.meta import ClassifierMeta
 from napari_cellnet.core import device as devices
 from napari_cellnet.core.jobs import STOP, Progress
 from napari_cellnet.core.metrics import classification_report
@@ -36,17 +40,12 @@ from napari_cellnet.models.checkpoint import Checkpoint, load_checkpoint
 
 
 def load_classifier(path: str | os.PathLike[str]) -> Checkpoint:
-    """Load a classification checkpoint and check it carries what prediction needs."""
+    """Load a classification checkpoint and check it carries what prediction needs
+    (:meth:`ClassifierMeta.from_dict <napari_cellnet.classification.meta.ClassifierMeta.from_dict>`
+    raises a ValueError otherwise)."""
     ckpt = load_checkpoint(path, task="classification")
-    for key in ("class_names", "preprocessing"):
-        if key not in ckpt.meta:
-            raise ValueError(f"{path} lacks {key!r} in its metadata; it was not saved by napari-cellnet's classifier training.")
+    ClassifierMeta.from_dict(ckpt.meta, path)
     return ckpt
-
-
-def preprocessing_of(ckpt: Checkpoint) -> Preprocessing:
-    """The preprocessing the model was trained with."""
-    return Preprocessing.from_dict(ckpt.meta["preprocessing"])
 
 
 _DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
@@ -196,8 +195,8 @@ def classify(
         An image whose Labels layer has no object gives an empty table (no error).
     """
     ckpt = model if isinstance(model, Checkpoint) else load_classifier(model)
-    prep = preprocessing_of(ckpt)
-    names = list(ckpt.meta["class_names"])
+    meta = ClassifierMeta.from_dict(ckpt.meta, ckpt.path or "the checkpoint")
+    prep, names = meta.preprocessing, meta.class_names
     given = sum(x is not None for x in (folder, stack, image))
     if given != 1 or (image is None) != (labels is None):
         raise ValueError("Give exactly one of: a folder, an image stack, or an image with its labels.")
@@ -206,11 +205,8 @@ def classify(
     elif stack is not None:
         samples = load_image_stack(stack, None, names, prep)
     else:
-        crop = int(crop_size or ckpt.meta.get("crop_size", prep.size))
-        mask = bool(ckpt.meta.get("mask_neighbours", True) if mask_neighbours is None else mask_neighbours)
-        samples = load_objects(image, labels, None, names, prep, crop_size=crop,  # type: ignore[arg-type]
-                               mask_neighbours=mask, mask_background=bool(ckpt.meta.get("mask_background", False)),
-                               pad_mode=str(ckpt.meta.get("pad_mode", "constant")))
+        samples = load_objects(image, labels, None, names, prep,  # type: ignore[arg-type]
+                               **meta.crop_options(crop_size, mask_neighbours))
     if samples.images.shape[1] != prep.n_channels:
         raise ValueError(f"The model expects {prep.n_channels}-channel input but got {samples.images.shape[1]}.")
     dev = devices.resolve(device)
@@ -237,8 +233,6 @@ def load_folder_for_prediction(folder: str | os.PathLike[str], prep: Preprocessi
         raise ValueError(f"{root} holds no images ({', '.join(CLASS_IMAGE_SUFFIXES)}).")
     index = {c: i for i, c in enumerate(class_names)}
     labels = np.asarray([index.get(p.parent.name, -1) if p.parent != root else -1 for p in files], np.int64)
-    from napari_cellnet.classification.data import prepare_images
-
     images, resolved = prepare_images([read_image(p) for p in files], prep, [str(p) for p in files])
     rel = np.asarray([p.relative_to(root).as_posix() for p in files])
     return SampleSet(images, labels, list(class_names), {"path": rel}, resolved)
@@ -265,8 +259,9 @@ def evaluate(
         If a class folder of the dataset is not a class of the model (both lists named).
     """
     ckpt = model if isinstance(model, Checkpoint) else load_classifier(model)
-    names = list(ckpt.meta["class_names"])
-    samples = load_class_folders(dataset, preprocessing_of(ckpt))
+    meta = ClassifierMeta.from_dict(ckpt.meta, ckpt.path or "the checkpoint")
+    names = meta.class_names
+    samples = load_class_folders(dataset, meta.preprocessing)
     unknown = [c for c in samples.class_names if c not in names]
     if unknown:
         raise ValueError(

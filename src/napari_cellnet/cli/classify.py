@@ -125,11 +125,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train a morphology classifier with k-fold CV and print the CV table."""
     from napari_cellnet.classification.data import Preprocessing, load_class_folders, load_objects
-    from napari_cellnet.classification.training import (
-        ClassifierTrainConfig,
-        cv_table,
-        train_classifier,
-    )
+    from napari_cellnet.classification.params import ClassifierTrainConfig
+    from napari_cellnet.classification.report import cv_table
+    from napari_cellnet.classification.training import train_classifier
     from napari_cellnet.core.augment import AugmentParams
     from napari_cellnet.models.classifier import parse_members
 
@@ -290,7 +288,7 @@ def format_report(report: dict[str, Any]) -> str:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a classifier on a labelled class-folder dataset (all classification metrics)."""
     from napari_cellnet.classification.inference import evaluate
-    from napari_cellnet.classification.training import _jsonable
+    from napari_cellnet.classification.report import jsonable
     from napari_cellnet.core.io import write_table
 
     _threads(args.threads)
@@ -298,7 +296,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 quiet=args.quiet)
     _say(format_report(out["report"]))
     if args.output:
-        Path(args.output).write_text(json.dumps(_jsonable(out["report"]), indent=1))
+        Path(args.output).write_text(json.dumps(jsonable(out["report"]), indent=1))
     if args.predictions:
         write_table(args.predictions, {k: list(v) for k, v in out["table"].items()})
     return 0

@@ -8,7 +8,7 @@ Sources of training samples (all prepared by :mod:`napari_cellnet.classification
   ``frame`` and a class column (e.g. the HuSHeM sample's "HuSHeM classes" points);
 * **class folders**: ``root/<class>/*.png`` on disk (the seed GUI's datasets).
 
-The widget fills a :class:`~napari_cellnet.classification.training.ClassifierTrainConfig` and runs
+The widget fills a :class:`~napari_cellnet.classification.params.ClassifierTrainConfig` and runs
 :func:`~napari_cellnet.classification.training.train_classifier` (stratified k-fold or hold-out,
 then a refit on everything) in a worker with a live loss/accuracy plot, Stop (keeps the
 finished folds and the best model so far) and, when done, the pooled out-of-fold confusion
@@ -276,9 +276,9 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
         return why is None
 
     def build_config(self) -> Any:
-        """The :class:`~napari_cellnet.classification.training.ClassifierTrainConfig` of the fields."""
+        """The :class:`~napari_cellnet.classification.params.ClassifierTrainConfig` of the fields."""
         from napari_cellnet.classification.data import Preprocessing
-        from napari_cellnet.classification.training import DEMO_MEMBERS, ClassifierTrainConfig
+        from napari_cellnet.classification.params import DEMO_MEMBERS, ClassifierTrainConfig
         from napari_cellnet.core.augment import AugmentParams
         from napari_cellnet.models.classifier import parse_members
 
