@@ -71,6 +71,15 @@ def test_lazy_pages_for_compressed_tiff(tmp_path, movie):
     np.testing.assert_array_equal(np.asarray(stack.data), movie)
 
 
+def test_lazy_above_bytes_is_read_from_the_package_when_a_file_opens(tmp_path, movie, monkeypatch):
+    path = tmp_path / "raw.tif"
+    tifffile.imwrite(path, movie, metadata={"axes": "TCYX"})
+    assert type(io.read_stack(path).data) is np.ndarray  # 7 KB is far below 512 MiB
+    monkeypatch.setattr(io, "LAZY_ABOVE_BYTES", movie.nbytes - 1)
+    assert isinstance(io.read_stack(path).data, np.memmap)
+    assert type(io.read_stack(path, lazy=False).data) is np.ndarray  # lazy= wins over the setting
+
+
 def test_frame_folder_sorted_numerically(tmp_path):
     for i in (10, 2, 1):
         Image.fromarray(np.full((8, 9), i, np.uint8)).save(tmp_path / f"frame{i}.png")
@@ -114,20 +123,6 @@ def test_hushem_sample_is_complete():
     ds = datasets.hushem()
     assert len(ds) == 216
     assert ds.counts() == {"01_Normal": 54, "02_Tapered": 53, "03_Pyriform": 57, "04_Amorphous": 52}
-
-
-def test_stratified_kfold_partitions_and_stratifies():
-    y = np.array([0] * 10 + [1] * 5 + [2] * 7)
-    folds = io.stratified_kfold(y, k=5, seed=3)
-    tests = np.concatenate([t for _, t in folds])
-    assert sorted(tests.tolist()) == list(range(len(y)))  # every sample tested exactly once
-    for train, test in folds:
-        assert not set(train) & set(test)
-        counts = np.bincount(y[test], minlength=3)
-        assert counts[0] == 2 and counts[1] == 1 and counts[2] in (1, 2)
-    assert [t.tolist() for _, t in folds] == [t.tolist() for _, t in io.stratified_kfold(y, 5, seed=3)]
-    with pytest.raises(ValueError, match="fewer than the 6 folds"):
-        io.stratified_kfold(y, k=6)
 
 
 def test_kfold_folders_and_split_csv(tmp_path):
