@@ -128,10 +128,21 @@ class ParamInfo:
                 if low not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
                     raise ValueError(text)
                 return low in ("true", "1", "yes", "on")
-            if self.type in (int, float):
-                return self.type(float(text)) if self.type is int and float(text).is_integer() else self.type(text)
+            if self.type is int:
+                try:
+                    return int(text)
+                except ValueError:  # "1e3", "3.0": whole numbers written as floats
+                    number = float(text)
+                    if not number.is_integer():
+                        raise
+                    return int(number)
+            if self.type is float:
+                return float(text)
             if self.type in (dict, list):
-                return json.loads(text)
+                value = json.loads(text)
+                if not isinstance(value, self.type):
+                    raise TypeError(text)
+                return value
             return text
         except (ValueError, TypeError, json.JSONDecodeError):
             kind = {int: "a whole number", float: "a number", bool: "true or false",
@@ -245,8 +256,9 @@ def _check_value(info: ParamInfo, value: Any) -> None:
     if spec.choices is not None and value not in spec.choices:
         shown = ", ".join(str(c) for c in spec.choices)
         raise ValueError(f"{info.name} must be one of {shown}; got {value!r}.")
-    if info.type in (int, float) and not isinstance(value, bool):
-        if not isinstance(value, (int, float)) or (info.type is int and not float(value).is_integer()):
+    if info.type in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                info.type is int and not float(value).is_integer()):
             raise ValueError(f"{info.name} must be {'a whole number' if info.type is int else 'a number'}, "
                              f"got {value!r}.")
         if math.isnan(float(value)):
