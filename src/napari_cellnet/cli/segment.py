@@ -7,6 +7,12 @@ renamed into place at the end; an error removes them, so ``-o`` never holds a
 half-written result. Ctrl-C stops after the current batch and keeps what is done (the
 JSON says which frames).
 
+Every setting's flag (``--threshold``, ``--tile``, ``--window-edge``, ``--drift/--no-drift`` …) is
+made from :class:`~napari_cellnet.segmentation.params.SegmentParams` (and ``evaluate``'s from
+``EvaluateParams``), the objects the widgets show. ``--params`` reads a params.json saved by
+a widget, or the ``"settings"`` of an earlier run's ``<movie>_segment.json``; flags typed
+after it override it.
+
 ``evaluate`` compares predicted and ground-truth label stacks with every metric of
 :func:`napari_cellnet.core.metrics.segmentation_report` and prints a table and/or JSON.
 """
@@ -23,7 +29,9 @@ from typing import Any
 import numpy as np
 
 from napari_cellnet.cli.app import command, drain
+from napari_cellnet.cli.flags import params_from_args
 from napari_cellnet.core.io import json_default, temp_path_beside, write_json, write_table
+from napari_cellnet.segmentation.params import EvaluateParams, SegmentParams
 
 # ---------------------------------------------------------------------------
 # segment
@@ -31,37 +39,44 @@ from napari_cellnet.core.io import json_default, temp_path_beside, write_json, w
 
 
 def _add_segment_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("movie", help="time-lapse movie: TIFF (ImageJ/OME/BigTIFF), image, or folder of frames")
-    p.add_argument("--model", "-m", default=None,
-                   help="segmentation checkpoint (.pt); default: the demo model shipped with napari-cellnet")
-    p.add_argument("--output", "-o", required=True, help="output folder (created if needed)")
-    p.add_argument("--axes", default=None, help="axes of the movie, e.g. TYX, TCYX, TYXC (default: from the file)")
-    p.add_argument("--channel", type=int, default=None, help="use only this channel (e.g. 0 of an RGB movie)")
-    p.add_argument("--window-edge", dest="edge", choices=["reflect", "replicate", "skip"], default=None,
-                   help="edge policy for the first/last frames (default: the model's)")
-    drift = p.add_mutually_exclusive_group()
-    drift.add_argument("--drift", dest="drift", action="store_true", default=None,
-                       help="register neighbour frames onto each frame before stacking")
-    drift.add_argument("--no-drift", dest="drift", action="store_false", help="do not register frames")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--tile", type=int, default=1024, help="tile size in pixels; 0 = whole frames (default 1024)")
-    p.add_argument("--overlap", type=int, default=None, help="tile overlap (default: covers the receptive field)")
-    p.add_argument("--batch", type=int, default=None,
-                   help="frames or tiles per forward pass (default 4 on a GPU, 1 on the CPU)")
-    p.add_argument("--threshold", type=float, default=None, help="foreground probability threshold (default: model's)")
-    p.add_argument("--min-size", type=int, default=None, help="smallest object in pixels (default: model's)")
-    p.add_argument("--scale", type=float, default=None,
-                   help="input scale factor (default: the model's); change it only if your cells are larger or "
-                        "smaller in pixels than the training cells")
-    p.add_argument("--split", choices=["auto", "boundary", "distance", "none"], default="auto",
-                   help="how touching cells are split (default auto)")
-    p.add_argument("--min-iou", type=float, default=0.3, help="IoU to keep a cell's ID in the next frame")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="mixed precision on CUDA (default auto: bf16 where supported)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--probabilities", action="store_true", help="also write the foreground probability stack")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    # Only inputs and outputs are written here; every setting's flag comes from SegmentParams.
+    io = p.add_argument_group("inputs and outputs")
+    io.add_argument("movie", help="time-lapse movie: TIFF (ImageJ/OME/BigTIFF), image, or folder of frames")
+    io.add_argument("--model", "-m", default=None,
+                    help="segmentation checkpoint (.pt); default: the demo model shipped with napari-cellnet")
+    io.add_argument("--output", "-o", required=True, help="output folder (created if needed)")
+    io.add_argument("--axes", default=None, help="axes of the movie, e.g. TYX, TCYX, TYXC (default: from the file)")
+    io.add_argument("--probabilities", action="store_true", help="also write the foreground probability stack")
+    io.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    io.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def segment_params(args: argparse.Namespace) -> SegmentParams:
+    """The :class:`SegmentParams` of a command line: defaults < ``--params`` JSON < flags.
+
+    ``--params`` takes a params.json saved by the Segment widget or a ``<movie>_segment.json``
+    of an earlier run (its ``"settings"``).
+    """
+    path = getattr(args, "params_json", None)
+    base = SegmentParams()
+    if path:
+        d = _read_json(Path(path))
+        base = SegmentParams.from_dict(d["settings"] if isinstance(d.get("settings"), dict) else d)
+    flags = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "params_json"})
+    return params_from_args(SegmentParams, flags, base=base)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"Parameter file not found: {path}. Give a params.json (Save settings… in the "
+                                "widget) or the _segment.json of an earlier run.")
+    try:
+        d = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path.name} is not valid JSON ({err.msg} at line {err.lineno}).") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path.name} holds {type(d).__name__}, not a dictionary of parameters.")
+    return d
 
 
 class _FileFrames:
@@ -160,7 +175,7 @@ def _default_model() -> Path:
         raise FileNotFoundError(f"{err} Pass a checkpoint with --model PATH.") from err
 
 
-@command("segment", _add_segment_arguments)
+@command("segment", _add_segment_arguments, params=SegmentParams)
 def cmd_segment(args: argparse.Namespace) -> int:
     """Segment a time-lapse movie with a temporal U-Net checkpoint.
 
@@ -170,10 +185,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
     """
     from napari_cellnet.segmentation.inference import segment
 
+    settings = segment_params(args)
     movie_path = Path(args.movie)
     model = Path(args.model) if args.model else _default_model()
-    if args.tile is not None and args.tile < 0:
-        raise ValueError(f"--tile must be >= 0 (0 = whole frames), got {args.tile}.")
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"-o {out_dir} is a file; give a folder for the outputs.")
@@ -198,13 +212,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if "probabilities" in writers:
             writers["probabilities"].write(prob)
 
-    job = segment(
-        data, model, axes=axes, device=args.device, tile=args.tile or None, overlap=args.overlap,
-        batch=args.batch, threshold=args.threshold, min_size=args.min_size, edge=args.edge, scale=args.scale,
-        drift=args.drift, channel=args.channel, split=args.split, min_iou=args.min_iou,
-        amp=None if args.precision == "fp32" else args.precision, threads=args.threads,
-        keep=False, on_frame=on_frame,
-    )
+    job = segment(data, model, settings, axes=axes, keep=False, on_frame=on_frame)
     try:
         result = drain(job, quiet=args.quiet)
         if not writers:
@@ -223,6 +231,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             "movie": str(movie_path), "pixel_size": pixel_size, "graph": {str(k): v for k, v in result.graph.items()},
             "outputs": {k: str(v) for k, v in outputs.items()},
             "frames_written": writers["labels"].frames,
+            "settings": settings.to_dict(),  # what --params reads back
         })
         write_json(outputs["params"], params)
     except BaseException:
@@ -250,7 +259,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def _add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pred", help="predicted labels (TIFF, (T,)Y,X) or a binary mask")
     p.add_argument("gt", help="ground-truth labels (TIFF, same shape)")
-    p.add_argument("--iou", type=float, default=0.5, help="IoU threshold for AP and instance F1 (default 0.5)")
     p.add_argument("--json", dest="json_path", default=None, help="also write the full report (with per-frame) to this JSON file")
     p.add_argument("--format", choices=["table", "json"], default="table", help="what to print (default table)")
     p.add_argument("--per-frame", action="store_true", help="print one table row per frame too")
@@ -306,12 +314,13 @@ def format_report(report: dict[str, Any], per_frame: bool = False) -> str:
     return "\n".join(lines)
 
 
-@command("evaluate", _add_evaluate_arguments)
+@command("evaluate", _add_evaluate_arguments, params=EvaluateParams)
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Compare predicted labels with ground truth: pixel metrics (StemNet's, incl. false white and
     WP accuracy), CTC SEG and AP/F1 at an IoU threshold, overall and per frame."""
     from napari_cellnet.core.metrics import segmentation_report
 
+    iou = params_from_args(EvaluateParams, args).iou
     pred, pred_relabelled = _read_labels(args.pred, "Prediction")
     gt, gt_relabelled = _read_labels(args.gt, "Ground truth")
     if pred.shape != gt.shape:
@@ -319,8 +328,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"Prediction {args.pred} has shape {pred.shape} but ground truth {args.gt} has {gt.shape}; "
             "compare the same frames at the same size."
         )
-    report = segmentation_report(pred, gt, iou_threshold=args.iou)
-    report["iou_threshold"] = args.iou
+    report = segmentation_report(pred, gt, iou_threshold=iou)
+    report["iou_threshold"] = iou
     report["pred"], report["gt"] = str(args.pred), str(args.gt)
     report["pred_was_mask"], report["gt_was_mask"] = pred_relabelled, gt_relabelled
     if args.json_path:
@@ -330,6 +339,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         notes = [f"{w} was a binary mask: objects = connected components"
                  for w, flag in (("prediction", pred_relabelled), ("ground truth", gt_relabelled)) if flag]
-        head = f"{report['frames']} frame(s), IoU threshold {args.iou}" + ("; " + "; ".join(notes) if notes else "")
+        head = f"{report['frames']} frame(s), IoU threshold {iou}" + ("; " + "; ".join(notes) if notes else "")
         sys.stdout.write(head + "\n" + format_report(report, args.per_frame) + "\n")
     return 0

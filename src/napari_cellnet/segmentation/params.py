@@ -1,180 +1,271 @@
-"""The parameter object of segmentation training: every choice of a run, its defaults,
-ranges and help, from which the widget, the CLI and ``params.json`` are made."""
+"""The parameter objects of the segmentation jobs: train segmentation, segment, evaluate.
+
+Each is a :class:`~napari_cellnet.core.params.Params` dataclass whose fields carry their
+default, range or choices, help text and basic/advanced flag; the widgets, the command
+line and ``params.json`` are made from them, so a default lives here and nowhere else.
+No torch and no Qt: the widgets import this module while napari starts.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from napari_cellnet.core.augment import AugmentParams
-from napari_cellnet.core.io import write_json
 from napari_cellnet.core.params import Params, param
-from napari_cellnet.segmentation import preprocessing as pre
-from napari_cellnet.segmentation.losses import CLASS_WEIGHTINGS, LOSSES
 
 MODEL_NAME = "temporal_unet"
 CALIBRATE_MODES = ("none", "validation", "any")
 BEST_METRICS = {"seg": "max", "f1": "max", "ap": "max", "instance_f1": "max", "val_loss": "min"}
 CLASS_NAMES = {2: ["background", "cell"], 3: ["background", "cell", "boundary"]}
+#: Loss functions and cross-entropy class weightings of :mod:`napari_cellnet.segmentation.losses`
+#: (named here so that choosing one needs no torch).
+LOSSES = ("ce", "dice", "ce+dice")
+CLASS_WEIGHTINGS = ("none", "fixed", "median_frequency")
+#: The optimisers and schedules of :mod:`napari_cellnet.core.optim` (a test keeps them equal).
+OPTIMIZERS = ("adamw", "sgd", "adam", "rmsprop", "adamax", "nadam", "adagrad", "adadelta")
+SCHEDULERS = ("cosine", "exponential", "plateau", "none")
+AUGMENT_PRESETS = ("temporal", "light", "strong", "aligned", "none")
+EDGES = ("reflect", "replicate", "skip")
+TRAINING_PRESETS = ("light", "stemnet")
 # Parameters that change the network or the data stream: a resumed run must keep them.
 _STRUCTURAL = ("preset", "window", "classes", "model_config", "edge", "drift", "background_subtraction", "scale",
                "norm_low", "norm_high", "frames", "val_frames", "val_fraction", "patch_size", "fg_fraction",
                "augment", "aug_rate", "loss", "class_weighting", "cell_weight", "boundary_weight",
                "weight_map", "w0", "sigma", "optimizer", "lr", "weight_decay", "momentum", "scheduler",
                "lr_decay", "min_lr", "warmup_epochs", "batch_size", "seed")
+# What each training preset sets (a preset sets all of these keys: "light" back to the defaults).
+_PRESETS: dict[str, dict[str, Any]] = {
+    "light": {},
+    "stemnet": dict(preset="stemnet", classes=2, loss="ce", class_weighting="fixed", cell_weight=2.0,
+                    optimizer="sgd", lr=0.15, momentum=0.2, weight_decay=0.0, scheduler="exponential",
+                    lr_decay=0.95, batch_size=1, background_subtraction=True, patch_size=256, best_metric="f1"),
+}
 
 
-@dataclass
-class TrainSegParams:
-    """Everything that defines a segmentation training run (the CLI and the widget build this).
+# --------------------------------------------------------------------------- frame lists
 
-    JSON-serialisable with :meth:`to_dict` / :meth:`from_dict`; saved as ``params.json``
-    beside the model and inside every checkpoint.
+_FRAMES_HELP = ("use numbers separated by commas (0,2,4), ranges (0-8 or 0-8:2 for every second frame), "
+                "'auto' or 'none'; several movies take one list each, separated by ';' (0,2;1). Frames count from 0")
+
+
+def parse_frames(text: str | None, n_movies: int | None = None) -> Any:
+    """Read a frame list: ``"0,2,4"``, ranges ``"0-8:2"``, ``"none"``, ``"auto"``; ``;`` between movies.
 
     Parameters
     ----------
-    preset : {"light", "stemnet"}
-        U-Net architecture (:func:`napari_cellnet.models.unet.unet_preset`).
-    window : int
-        Odd number of frames the network sees (1 = single frames, 5 = StemNet's Network_5).
-    classes : {2, 3}
-        2 = background/cell (StemNet), 3 = background/cell/boundary (separates touching cells).
-    model_config : dict
-        Overrides of the preset's architecture (e.g. ``{"base_width": 32}``).
-    edge : {"reflect", "replicate", "skip"}
-        What the window uses beyond the movie's ends (stored in the model for inference).
-    drift : bool
-        Register neighbours onto the centre frame (for a drifting stage).
-    background_subtraction : bool
-        Subtract the per-pixel temporal median (StemNet).
-    norm_low, norm_high : float
-        Per-movie intensity percentiles mapped to 0 and 1.
-    scale : float
-        Input scale factor (cellpose's "diameter" rescaling): windows and labels are
-        upsampled by this factor before training and the network works at that scale;
-        stored in the model, so inference rescales the movie the same way and brings the
-        probabilities back to the movie's grid. 2 suits cells about 10 px across.
-    frames, val_frames : list of int (one movie) or list of lists (several), optional
-        Training and validation frames; see :func:`napari_cellnet.segmentation.data.split_frames`.
-        ``val_frames=[]`` trains without validation; None chooses automatically.
-    val_fraction : float
-        Share of annotated frames held back when validation frames are chosen automatically.
-    patch_size : int
-        Side of the square training patches (a multiple of the network's size divisor, 16
-        for "light"); frames smaller than a patch are padded.
-    fg_fraction : float
-        Share of patches centred on a labelled pixel.
-    augment : str or dict
-        An :meth:`AugmentParams.preset` name ("none", "light", "strong", "temporal") or a
-        dict of :class:`~napari_cellnet.core.augment.AugmentParams` fields.
-    aug_rate : int
-        Patches per epoch as a multiple of what covers the training frames once (1, 5, 10).
-    loss : {"ce", "dice", "ce+dice"}
-    class_weighting : {"fixed", "median_frequency", "none"}
-        Cross-entropy class weights: StemNet's fixed weights, median-frequency balancing
-        computed on the training frames, or none.
-    cell_weight, boundary_weight : float
-        The fixed weights of the cell and boundary classes (background 1).
-    weight_map : bool
-        Use the U-Net border weight map (``w0``, ``sigma`` in pixels) in the cross-entropy.
-    optimizer : str
-        One of :data:`napari_cellnet.core.optim.OPTIMIZERS` ("adamw", "sgd", "adam", "rmsprop", "adamax", ...).
-    lr, weight_decay, momentum : float
-        Optimiser settings (momentum for SGD and RMSprop).
-    scheduler : {"cosine", "exponential", "plateau", "none"}
-        Per-epoch schedule; ``lr_decay`` is the exponential factor, ``min_lr`` the floor.
-    warmup_epochs : int
-        Linear warm-up epochs before the cosine schedule.
-    batch_size, epochs : int
-    best_metric : {"seg", "f1", "ap", "instance_f1", "val_loss"}
-        What makes ``best.pt`` best (CTC SEG by default; pixel F1 as StemNet).
-    early_stopping : int
-        Stop after this many epochs without a better ``best_metric`` (0 = never).
-    threshold, min_size : float, int
-        Post-processing used for validation and stored in the model for inference.
-    calibrate : {"none", "validation", "any"}
-        After training, choose the threshold and minimum size that maximise SEG
-        (:func:`calibrate_postprocessing`) and store them in ``best.pt``: ``"validation"``
-        on the validation frames only (nothing changes without them), ``"any"`` on the
-        training frames when there is no validation frame, ``"none"`` keeps ``threshold``
-        and ``min_size``.
-    seed : int
-        Seed of the weights, the patches and the augmentation.
-    device : str
-        "auto", "cpu", "cuda", "cuda:N" or "mps".
-    threads : int
-        CPU threads for torch; 0 uses every core. On a machine shared with other jobs, 1
-        can be several times faster than oversubscribing the cores.
+    text : str or None
+    n_movies : int, optional
+        How many lists to expect; default one per ``;``-separated part.
+
+    Returns
+    -------
+    None for "auto" (or no text), ``[]`` for "none", a list of ints (one movie) or a list of
+    lists (several movies).
+
+    Raises
+    ------
+    ValueError
+        For text that is not a list of frame numbers, or the wrong number of lists.
+    """
+    t = "" if text is None else str(text).strip()
+    if t.lower() in ("", "auto"):
+        return None
+    per_movie = t.split(";")
+    n = len(per_movie) if n_movies is None else int(n_movies)
+    if t.lower() == "none":
+        return [] if n == 1 else [[] for _ in range(n)]
+    if len(per_movie) != n:
+        raise ValueError(f"Frames {text!r} give {len(per_movie)} list(s) for {n} movie(s); separate one list per "
+                         "movie with ';' (e.g. --frames '0,2;1,3').")
+    out = [_parse_frame_list(part, t) for part in per_movie]
+    return out[0] if n == 1 else out
+
+
+def _parse_frame_list(part: str, whole: str) -> list[int]:
+    frames: list[int] = []
+    if part.strip().lower() == "none":
+        return frames
+    for item in filter(None, (s.strip() for s in part.split(","))):
+        try:
+            if "-" in item:
+                span, _, step = item.partition(":")
+                a, b = (int(x) for x in span.split("-"))
+                frames += list(range(a, b + 1, int(step) if step else 1))
+            else:
+                frames.append(int(item))
+        except ValueError:
+            raise ValueError(f"Cannot read frame list {whole!r}: {_FRAMES_HELP}.") from None
+    return frames
+
+
+def format_frames(frames: Any) -> str:
+    """Inverse of :func:`parse_frames`: ``[0, 1, 2, 5]`` -> ``"0-2,5"``, ``[]`` -> ``"none"``."""
+    if frames is None:
+        return "auto"
+    frames = list(frames)
+    if frames and not isinstance(frames[0], (int,)) and hasattr(frames[0], "__iter__"):
+        return ";".join(_format_frame_list(list(f)) for f in frames)
+    return _format_frame_list(frames)
+
+
+def _format_frame_list(frames: list[int]) -> str:
+    if not frames:
+        return "none"
+    runs: list[list[int]] = []
+    for f in (int(x) for x in frames):
+        if runs and f == runs[-1][-1] + 1:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+
+
+def _parse_config(text: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(text)
+    return value
+
+
+def _parse_augment(text: str) -> str | dict[str, Any]:
+    """An augmentation preset name, or a JSON dictionary of AugmentParams fields."""
+    t = text.strip()
+    if t.startswith("{"):
+        return _parse_config(t)
+    return t.lower()
+
+
+def _format_augment(value: str | dict[str, Any]) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _check_threshold(value: float | None) -> None:
+    if value is not None and not 0 < value < 1:
+        raise ValueError(f"threshold must be between 0 and 1 (a foreground probability), got {value}.")
+
+
+# --------------------------------------------------------------------------- train segmentation
+
+
+@dataclass
+class TrainSegParams(Params):
+    """Everything that defines a segmentation training run (the CLI and the widget build this).
+
+    JSON-serialisable with :meth:`to_dict` / :meth:`from_dict`; saved as ``params.json``
+    beside the model and inside every checkpoint. Each field's help says what it does;
+    :meth:`from_preset` gives the settings of a named preset ("light", "stemnet").
     """
 
-    preset: str = "light"
-    window: int = 5
-    classes: int = 3
-    model_config: dict[str, Any] = field(default_factory=dict)
-    edge: str = "reflect"
-    drift: bool = False
-    background_subtraction: bool = False
-    norm_low: float = 1.0
-    norm_high: float = 99.8
-    scale: float = 1.0
-    frames: list[Any] | None = None
-    val_frames: list[Any] | None = None
-    val_fraction: float = 0.2
-    patch_size: int = 64
-    fg_fraction: float = 0.8
-    augment: str | dict[str, Any] = "temporal"
-    aug_rate: int = 1
-    loss: str = "ce+dice"
-    class_weighting: str = "fixed"
-    cell_weight: float = 2.0
-    boundary_weight: float = 2.0
-    weight_map: bool = False
-    w0: float = 10.0
-    sigma: float = 5.0
-    optimizer: str = "adamw"
-    lr: float = 4e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    scheduler: str = "cosine"
-    lr_decay: float = 0.95
-    min_lr: float = 0.0
-    warmup_epochs: int = 0
-    batch_size: int = 16
-    epochs: int = 40
-    best_metric: str = "seg"
-    early_stopping: int = 0
-    threshold: float = 0.5
-    min_size: int = 30
-    calibrate: str = "validation"
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0
+    JOB: ClassVar[str] = "train-seg"
 
-    # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """A plain JSON-able dictionary of every field."""
-        return asdict(self)
+    # model
+    preset: str = param("light", choices=TRAINING_PRESETS, group="model",
+                        help="light (fast default: light U-Net, 3 classes, CE + Dice, AdamW) or stemnet (the thesis "
+                             "network and Table 1 training settings); choosing a preset fills in its settings")
+    window: int = param(5, low=1, step=2, group="model",
+                        help="odd number of frames the network sees (1 = single frames, 5 = StemNet's Network5)")
+    classes: int = param(3, choices=(2, 3), group="model",
+                         help="2 = background/cell (StemNet), 3 = background/cell/boundary (separates touching cells)")
+    model_config: dict[str, Any] = param(default_factory=dict, parse=_parse_config, advanced=True, group="model",
+                                         help='overrides of the preset\'s architecture as JSON, e.g. {"base_width": 32}')
+    edge: str = param("reflect", choices=EDGES, group="model", label="edge policy",
+                      help="what the window uses beyond the movie's first and last frames (stored in the model)")
+    drift: bool = param(False, advanced=True, group="model",
+                        help="register neighbour frames onto the centre frame (a drifting stage)")
+    background_subtraction: bool = param(False, group="model",
+                                         help="subtract the per-pixel temporal median (StemNet)")
+    norm_low: float = param(1.0, low=0, high=100, advanced=True, group="model",
+                            help="per-movie intensity percentile mapped to 0")
+    norm_high: float = param(99.8, low=0, high=100, advanced=True, group="model",
+                             help="per-movie intensity percentile mapped to 1")
+    scale: float = param(1.0, low=0.25, high=8, step=0.25, group="model", label="input scale",
+                         help="input scale factor: frames and labels are enlarged by this much before the network "
+                              "(stored in the model, so segmenting applies it too); 2 suits cells ~10 px across")
+    # data
+    frames: list[Any] | None = param(None, parse=parse_frames, format=format_frames, group="data",
+                                     none_means="every annotated frame not validated",
+                                     help="training frames, e.g. 0,2,4 or 0-8:2 ('auto' or empty: automatic); "
+                                          "';' between the lists of several movies")
+    val_frames: list[Any] | None = param(None, parse=parse_frames, format=format_frames, group="data",
+                                         label="validation frames",
+                                         none_means="the annotated frames left out of frames, else 20% of them",
+                                         help="validation frames, 'none' for no validation, or 'auto' (empty)")
+    val_fraction: float = param(0.2, low=0, high=1, high_open=True, step=0.05, advanced=True, group="data",
+                                help="share of annotated frames held back when validation frames are automatic")
+    patch_size: int = param(64, low=16, step=16, group="data", label="patch size (px)",
+                            help="side of the square training patches, a multiple of 16 (frames smaller than a "
+                                 "patch are padded)")
+    fg_fraction: float = param(0.8, low=0, high=1, step=0.05, advanced=True, group="data",
+                               help="share of patches centred on a labelled pixel")
+    augment: str | dict[str, Any] = param("temporal", parse=_parse_augment, format=_format_augment, group="data",
+                                          label="augmentation",
+                                          help="augmentation preset (" + ", ".join(AUGMENT_PRESETS) + ") or a JSON "
+                                               "dictionary of AugmentParams fields")
+    aug_rate: int = param(1, low=1, group="data", label="augmentation rate (x)",
+                          help="patches per epoch as a multiple of what covers the training frames once (1, 5, 10)")
+    # training
+    epochs: int = param(40, low=1, group="training", help="training epochs")
+    batch_size: int = param(16, low=1, group="training", label="batch size", help="patches per step")
+    lr: float = param(4e-3, low=0, low_open=True, group="training", label="learning rate",
+                      help="learning rate (stemnet: 0.15)")
+    optimizer: str = param("adamw", choices=OPTIMIZERS, group="training", help="optimiser (stemnet: sgd)")
+    loss: str = param("ce+dice", choices=LOSSES, group="training", help="loss: cross-entropy, Dice or both")
+    weight_decay: float = param(1e-4, low=0, advanced=True, group="training", help="weight decay")
+    momentum: float = param(0.9, low=0, high=1, high_open=True, advanced=True, group="training",
+                            help="momentum of SGD and RMSprop (stemnet: 0.2)")
+    scheduler: str = param("cosine", choices=SCHEDULERS, advanced=True, group="training",
+                           help="learning-rate schedule per epoch (stemnet: exponential)")
+    lr_decay: float = param(0.95, low=0, high=1, low_open=True, advanced=True, group="training",
+                            help="factor per epoch of the exponential schedule")
+    min_lr: float = param(0.0, low=0, advanced=True, group="training", help="floor of the learning rate")
+    warmup_epochs: int = param(0, low=0, advanced=True, group="training",
+                               help="linear warm-up epochs before the cosine schedule")
+    class_weighting: str = param("fixed", choices=CLASS_WEIGHTINGS, advanced=True, group="training",
+                                 help="cross-entropy class weights: fixed (cell_weight, boundary_weight), "
+                                      "median_frequency (computed on the training frames) or none")
+    cell_weight: float = param(2.0, low=0, low_open=True, advanced=True, group="training",
+                               help="fixed weight of the cell class (background 1)")
+    boundary_weight: float = param(2.0, low=0, low_open=True, advanced=True, group="training",
+                                   help="fixed weight of the boundary class (background 1)")
+    weight_map: bool = param(False, advanced=True, group="training",
+                             help="U-Net border weight map between touching cells in the cross-entropy")
+    w0: float = param(10.0, low=0, advanced=True, group="training", help="weight map: border weight w0")
+    sigma: float = param(5.0, low=0, low_open=True, advanced=True, group="training",
+                         help="weight map: border width sigma in pixels")
+    best_metric: str = param("seg", choices=tuple(BEST_METRICS), advanced=True, group="training",
+                             help="what makes best.pt best (CTC SEG; stemnet: pixel f1)")
+    early_stopping: int = param(0, low=0, advanced=True, group="training",
+                                help="stop after this many epochs without a better best metric (0 = never)")
+    # post-processing
+    threshold: float = param(0.5, low=0, high=1, low_open=True, high_open=True, step=0.05, advanced=True,
+                             group="post-processing",
+                             help="foreground threshold used for validation and stored in the model")
+    min_size: int = param(30, low=0, advanced=True, group="post-processing",
+                          help="smallest cell in pixels, used for validation and stored in the model")
+    calibrate: str = param("validation", choices=CALIBRATE_MODES, advanced=True, group="post-processing",
+                           help="after training, choose threshold and min size by SEG on the validation frames "
+                                "(validation), also on the training frames without validation (any), or keep "
+                                "them (none)")
+    # run
+    seed: int = param(0, low=0, advanced=True, group="run", help="seed of the weights, patches and augmentation")
+    device: str = param("auto", group="run", help="auto (CUDA, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps")
+    threads: int = param(0, low=0, advanced=True, group="run",
+                         help="CPU threads for torch; 0 uses every core (1 can be faster on a shared machine)")
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainSegParams:
-        """Inverse of :meth:`to_dict`; unknown keys are refused with their names."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"Unknown training parameter(s) {unknown}; valid: {sorted(names)}.")
-        return cls(**d)
-
-    def to_json(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``params.json`` (atomically)."""
-        return write_json(path, dict(sorted(self.to_dict().items())))
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> TrainSegParams:
-        """Read a ``params.json`` written by :meth:`to_json`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    # ------------------------------------------------------------------ presets
+    @staticmethod
+    def preset_values(name: str) -> dict[str, Any]:
+        """The fields a training preset sets: every key any preset sets (so "light" undoes "stemnet")."""
+        key = str(name).strip().lower()
+        if key not in _PRESETS:
+            raise ValueError(f"Unknown training preset {name!r}; choose one of {', '.join(_PRESETS)}.")
+        defaults = TrainSegParams()
+        keys = {k for values in _PRESETS.values() for k in values} | {"preset"}
+        return {k: _PRESETS[key].get(k, key if k == "preset" else getattr(defaults, k)) for k in sorted(keys)}
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TrainSegParams:
@@ -185,19 +276,13 @@ class TrainSegParams:
         2 classes, cross-entropy with weight 2 on cells, SGD with momentum 0.2, lr 0.15
         decayed x0.95 per epoch (Table 1), batch 1, temporal-median background subtraction.
         """
-        presets: dict[str, dict[str, Any]] = {
-            "light": {},
-            "stemnet": dict(preset="stemnet", classes=2, loss="ce", class_weighting="fixed", cell_weight=2.0,
-                            optimizer="sgd", lr=0.15, momentum=0.2, weight_decay=0.0, scheduler="exponential",
-                            lr_decay=0.95, batch_size=1, background_subtraction=True, patch_size=256,
-                            best_metric="f1"),
-        }
-        key = str(name).strip().lower()
-        if key not in presets:
-            raise ValueError(f"Unknown training preset {name!r}; choose one of {', '.join(presets)}.")
-        return cls(**{**presets[key], **overrides})
+        return cls(**{**cls.preset_values(name), **overrides})
 
-    # ------------------------------------------------------------------ checks
+    def with_preset(self, name: str) -> TrainSegParams:
+        """These settings with a preset's applied on top (the other fields kept)."""
+        return self.replace(**self.preset_values(name))
+
+    # ------------------------------------------------------------------ derived
     def augment_params(self) -> AugmentParams:
         """The :class:`AugmentParams` this run uses."""
         if isinstance(self.augment, str):
@@ -215,41 +300,26 @@ class TrainSegParams:
         return {**unet_preset(self.preset), **dict(self.model_config),
                 "window": int(self.window), "in_channels": int(in_channels), "classes": int(self.classes)}
 
+    # ------------------------------------------------------------------ checks
     def validate(self) -> None:
         """Check every value; raise one ValueError that says what to change."""
-        from napari_cellnet.core.optim import OPTIMIZERS, SCHEDULERS
+        from napari_cellnet.segmentation import preprocessing as pre
 
+        _check_threshold(self.threshold)
+        super().validate()
         pre.check_window(self.window)
         pre.check_edge(self.edge)
         pre.check_scale(self.scale)
-        if self.classes not in (2, 3):
-            raise ValueError(f"classes must be 2 (background/cell) or 3 (with a boundary class), got {self.classes}.")
-        if self.loss not in LOSSES:
-            raise ValueError(f"Unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}.")
-        if self.class_weighting not in CLASS_WEIGHTINGS:
-            raise ValueError(f"Unknown class weighting {self.class_weighting!r}; choose one of {', '.join(CLASS_WEIGHTINGS)}.")
-        if self.optimizer.lower() not in OPTIMIZERS:
-            raise ValueError(f"Unknown optimiser {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
-        if self.scheduler.lower() not in SCHEDULERS:
-            raise ValueError(f"Unknown learning-rate schedule {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}.")
-        if self.best_metric not in BEST_METRICS:
-            raise ValueError(f"best_metric must be one of {', '.join(BEST_METRICS)}, got {self.best_metric!r}.")
-        for name in ("epochs", "batch_size", "aug_rate"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if self.lr <= 0:
-            raise ValueError(f"The learning rate must be > 0, got {self.lr}.")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0 (0 = every core), got {self.threads}.")
-        if self.early_stopping < 0:
-            raise ValueError(f"early_stopping must be >= 0 epochs (0 = off), got {self.early_stopping}.")
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}.")
-        if self.calibrate not in CALIBRATE_MODES:
-            raise ValueError(f"calibrate must be one of {', '.join(CALIBRATE_MODES)}, got {self.calibrate!r}.")
-        self.augment_params()
+        if self.norm_low >= self.norm_high:
+            raise ValueError(f"norm_low ({self.norm_low}) must be below norm_high ({self.norm_high}); they are the "
+                             "percentiles mapped to 0 and 1.")
+        if not isinstance(self.model_config, dict):
+            raise ValueError(f"model_config must be a dictionary of architecture keywords, got {self.model_config!r}.")
+        try:
+            self.augment_params()
+        except (ValueError, TypeError, KeyError) as err:
+            raise ValueError(f"augment: {err} Use one of {', '.join(AUGMENT_PRESETS)} or a dictionary of "
+                             "AugmentParams fields.") from None
 
 
 def _tile(text: str) -> int | None:
@@ -308,6 +378,16 @@ class SegmentParams(Params):
                                        help="channels-last memory format (faster with oneDNN and cuDNN)", group="run")
     threads: int | None = param(None, low=1, advanced=True, none_means="every core",
                                 help="CPU threads for torch", group="run")
+
+
+    def validate(self) -> None:
+        """Check every value; raise one ValueError that says what to change."""
+        from napari_cellnet.segmentation import preprocessing as pre
+
+        _check_threshold(self.threshold)
+        if self.scale is not None:
+            pre.check_scale(self.scale)
+        super().validate()
 
 
 @dataclass
