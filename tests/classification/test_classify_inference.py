@@ -79,3 +79,24 @@ def test_refuses_wrong_task_and_missing_meta(tmp_path):
                                                                    "blocks": 1}, "classification")
     with pytest.raises(ValueError, match="class_names"):
         load_classifier(p2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_prediction_matches_cpu_and_training_runs_on_cuda(tmp_path):
+    from napari_cellnet.classification.params import ClassifierTrainConfig
+    from napari_cellnet.classification.training import train_classifier
+
+    _, net = _model(tmp_path)
+    x = np.random.default_rng(0).random((20, 1, 16, 16), dtype=np.float32)
+    cpu = run_job(predict_proba(net.eval(), x, "cpu", 8, tta=4))
+    gpu = run_job(predict_proba(net.to("cuda"), x, "cuda", 8, tta=4))
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+    labels = np.arange(20) % 2
+    x[labels == 1, :, 4:12, 4:12] += 2.0  # class 1: a bright square
+    samples = SampleSet(x, labels, ["dark", "bright"], preprocessing=Preprocessing(size=16, channels="gray"))
+    cfg = ClassifierTrainConfig(model_config={"width": 8, "blocks": 2}, epochs=5, batch_size=8, folds=2,
+                                refit=False, device="cuda", preprocessing=Preprocessing(size=16))
+    result = run_job(train_classifier(samples, cfg))
+    assert result.summary["device"].startswith("cuda")
+    assert result.summary["accuracy"]["mean"] >= 0.9
