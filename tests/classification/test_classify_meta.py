@@ -11,7 +11,6 @@ from napari_cellnet.classification.params import META_VERSION, ClassifierTrainCo
 from napari_cellnet.core.augment import AugmentParams
 
 
-
 def test_shipped_demo_meta_round_trips_unchanged():
     from napari_cellnet.classification.inference import load_classifier
 
