@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                                     batch_size=args.batch_size, tta=args.tta, seed=args.seed,
                                     refit=args.refit, threads=args.threads,
                                     augment=AugmentParams.preset(args.aug), mixup=args.mixup,
-                                    ensemble=args.ensemble)
+                                    ensemble=args.ensemble, val_fraction=0.0)  # last-epoch models
         t0 = time.perf_counter()
 
         def show(ev: object, t0: float = t0) -> None:
