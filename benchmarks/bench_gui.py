@@ -106,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def cli_run() -> float:
         t0 = time.perf_counter()
-        run_job(segment(images, str(model), axes="TYX", device="cpu", tile=args_job["tile"],
-                        threshold=args_job["threshold"], min_size=args_job["min_size"]))
+        run_job(segment(images, str(model), args_job["params"], axes="TYX", device="cpu"))
         return time.perf_counter() - t0
 
     gaps: list[float] = []
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = statistics.median(times["CLI (main thread, run_job)"])
     print(f"Segmentation of {args.frames} C2C12 frames ({images.shape[1]} x {images.shape[2]}), {model_name}, "
-          f"device cpu, tile {args_job['tile']}")
+          f"device cpu, tile {args_job['params'].tile}")
     print(f"machine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads in the main thread), "
           f"median of {args.runs} alternating runs")

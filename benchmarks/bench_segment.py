@@ -8,7 +8,7 @@ What it measures (all in the same process, so ratios are fair):
    frame counted by ``torch.utils.flop_counter.FlopCounterMode``, and the network time
    per frame of
    - a naive baseline: per-frame loop, batch 1, fp32, ``torch.no_grad``, no tiling;
-   - the engine: :func:`napari_cellnet.segmentation.inference.predict_windows` (inference mode,
+   - the engine: :func:`napari_cellnet.segmentation.predict.predict_windows` (inference mode,
      batch norm folded into the convolutions as ``segment`` does, batched whole frames),
      in contiguous and ``channels_last`` layout;
    with achieved GFLOP/s and % of peak, and the ratio naive / engine.
@@ -43,7 +43,7 @@ import torch
 
 from napari_cellnet.models import build_model
 from napari_cellnet.models.checkpoint import save_checkpoint
-from napari_cellnet.segmentation.inference import predict_windows
+from napari_cellnet.segmentation.predict import predict_windows
 
 SIZE = 1024
 
@@ -123,11 +123,8 @@ def realistic_probabilities(T: int) -> np.ndarray:
 
 
 def bench_postprocessing(T: int = 5) -> dict:
-    from napari_cellnet.segmentation.postprocessing import (
-        TimeMatcher,
-        frame_centroids,
-        probabilities_to_labels,
-    )
+    from napari_cellnet.segmentation.postprocessing import probabilities_to_labels
+    from napari_cellnet.segmentation.tracking import TimeMatcher, frame_centroids
 
     probs = realistic_probabilities(T)
     matcher = TimeMatcher()

@@ -39,9 +39,10 @@ from napari_cellnet.core.jobs import run_job
 from napari_cellnet.core.metrics import segmentation_report
 from napari_cellnet.core.optim import build_optimizer
 from napari_cellnet.models import build_model
-from napari_cellnet.segmentation.data import PatchSampler, as_movie_list, extract_windows
+from napari_cellnet.segmentation.data import as_movie_list, extract_windows
 from napari_cellnet.segmentation.inference import segment
 from napari_cellnet.segmentation.losses import SegmentationLoss
+from napari_cellnet.segmentation.patches import PatchSampler
 from napari_cellnet.segmentation.training import TrainSegParams, train_segmentation
 
 TRAIN, VAL = [0, 2, 4, 6, 8], [1, 3, 5, 7, 9]

@@ -10,17 +10,15 @@ import pytest
 
 from napari_cellnet.core.augment import AugmentParams
 from napari_cellnet.segmentation.data import (
-    NORM_MAX_FRAMES,
-    PatchSampler,
     annotated_frames,
     as_movie_list,
     check_label_frame,
     extract_windows,
-    make_target,
     split_frames,
-    unet_weight_map,
 )
-from napari_cellnet.segmentation.losses import IGNORE
+from napari_cellnet.segmentation.patches import PatchSampler
+from napari_cellnet.segmentation.preprocessing import STATS_FRAMES
+from napari_cellnet.segmentation.targets import IGNORE, make_target, unet_weight_map
 
 
 def _sparse_labels(T=6, Y=32, X=32, frames=(1, 4)):
@@ -181,7 +179,7 @@ class _CountingMovie:
 
 
 def test_lazy_movie_holds_only_the_annotated_windows():
-    T = 3 * NORM_MAX_FRAMES  # longer than the normalisation sample
+    T = 3 * STATS_FRAMES  # longer than the normalisation sample
     rng = np.random.default_rng(0)
     mov = _CountingMovie(rng.random((T, 1, 24, 24), dtype=np.float32))
     lab = _CountingMovie(np.zeros((T, 24, 24), np.uint16))
@@ -192,7 +190,7 @@ def test_lazy_movie_holds_only_the_annotated_windows():
     mov.reads.clear()
     samples, _ = extract_windows(imgs, labs, train, window=5)
     window_frames = set(range(8, 13)) | set(range(48, 53))
-    norm_frames = set(np.linspace(0, T - 1, NORM_MAX_FRAMES).round().astype(int).tolist())
+    norm_frames = set(np.linspace(0, T - 1, STATS_FRAMES).round().astype(int).tolist())
     assert set(mov.reads) <= window_frames | norm_frames
     assert window_frames <= set(mov.reads)
     # what is kept: two windows of 5 frames, nothing else

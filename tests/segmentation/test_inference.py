@@ -14,7 +14,9 @@ from napari_cellnet.datasets import c2c12, demo_model_path  # noqa: E402
 from napari_cellnet.models import build_model  # noqa: E402
 from napari_cellnet.models.checkpoint import save_checkpoint  # noqa: E402
 from napari_cellnet.segmentation import preprocessing as pp  # noqa: E402
-from napari_cellnet.segmentation.inference import predict_windows, segment  # noqa: E402
+from napari_cellnet.segmentation import windows  # noqa: E402
+from napari_cellnet.segmentation.inference import segment  # noqa: E402
+from napari_cellnet.segmentation.predict import predict_windows  # noqa: E402
 
 T1 = {"threads": 1, "device": "cpu"}  # one thread: robust on a loaded 2-core machine
 
@@ -222,7 +224,7 @@ def test_window_preprocessing_matches_training_helpers(movie, tmp_path, backgrou
     if background:
         raw = pp.subtract_temporal_median(raw)
     norm = pp.normalize_movie(raw)[:, None]
-    wins = np.stack([pp.make_window(norm, t, 3, "reflect") for t in range(len(movie))])
+    wins = np.stack([windows.make_window(norm, t, 3, "reflect") for t in range(len(movie))])
     expected = 1.0 - predict_windows(net, wins, "cpu")[:, 0]
     res = run_job(segment(movie, ck, **T1))
     np.testing.assert_allclose(res.probabilities, expected, atol=1e-5)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_cellnet.segmentation import postprocessing as post
+from napari_cellnet.segmentation import tracking
 
 
 def _disc(shape, cy, cx, r):
@@ -75,7 +76,7 @@ def moving_disc_movie(T=6, shape=(64, 96)):
 
 def test_ids_are_kept_through_time_on_moving_discs():
     movie = moving_disc_movie()
-    out = post.match_labels_through_time(movie, min_iou=0.3)
+    out = tracking.match_labels_through_time(movie, min_iou=0.3)
     assert out.dtype == np.int32
     id_a = out[0, 20, 15]
     id_b = out[0, 45, 60]
@@ -95,14 +96,14 @@ def test_an_object_that_jumps_gets_a_new_unique_id():
     movie[0, 2:8, 2:8] = 1
     movie[1, 20:26, 20:26] = 1  # no overlap with frame 0
     movie[2, 20:26, 21:27] = 3
-    out = post.match_labels_through_time(movie)
+    out = tracking.match_labels_through_time(movie)
     assert out[0, 3, 3] == 1 and out[1, 22, 22] == 2 and out[2, 22, 22] == 2
     with pytest.raises(ValueError, match="min_iou"):
-        post.match_labels_through_time(movie, min_iou=0)
+        tracking.match_labels_through_time(movie, min_iou=0)
 
 
 def test_division_is_recorded_in_the_graph():
-    m = post.TimeMatcher()
+    m = tracking.TimeMatcher()
     f0 = np.zeros((20, 20), np.int32)
     f0[5:15, 2:18] = 1
     f1 = np.zeros((20, 20), np.int32)
@@ -118,13 +119,13 @@ def test_division_is_recorded_in_the_graph():
 
 def test_tracks_from_labels():
     movie = moving_disc_movie(T=3)
-    tracks = post.labels_to_tracks(post.match_labels_through_time(movie))
+    tracks = tracking.labels_to_tracks(tracking.match_labels_through_time(movie))
     assert tracks.shape == (6, 4)
     first = tracks[tracks[:, 0] == 1]
     np.testing.assert_allclose(first[:, 1], [0, 1, 2])
     np.testing.assert_allclose(first[:, 2], [20, 20, 20])
     np.testing.assert_allclose(first[:, 3], [15, 18, 21])
-    assert post.labels_to_tracks(np.zeros((2, 4, 4), np.int32)).shape == (0, 4)
+    assert tracking.labels_to_tracks(np.zeros((2, 4, 4), np.int32)).shape == (0, 4)
 
 
 def test_contours_and_instance_target_hand_case():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_cellnet.segmentation import preprocessing as pp
+from napari_cellnet.segmentation import tiling, windows
 
 
 def test_normalize_movie_uses_one_pair_of_percentiles_for_the_movie():
@@ -56,29 +57,29 @@ def test_subtract_temporal_median():
     ],
 )
 def test_window_indices_edge_policies(t, edge, expected):
-    assert pp.window_indices(t, 10, 5, edge) == expected
+    assert windows.window_indices(t, 10, 5, edge) == expected
 
 
 def test_window_indices_short_movies_and_errors():
-    assert pp.window_indices(0, 1, 5, "reflect") == [0, 0, 0, 0, 0]
-    assert pp.window_indices(0, 2, 5, "reflect") == [0, 1, 0, 1, 0]
-    assert pp.window_indices(0, 3, 1, "skip") == [0]
+    assert windows.window_indices(0, 1, 5, "reflect") == [0, 0, 0, 0, 0]
+    assert windows.window_indices(0, 2, 5, "reflect") == [0, 1, 0, 1, 0]
+    assert windows.window_indices(0, 3, 1, "skip") == [0]
     with pytest.raises(ValueError, match="odd"):
-        pp.window_indices(0, 3, 4, "reflect")
+        windows.window_indices(0, 3, 4, "reflect")
     with pytest.raises(ValueError, match="reflect, replicate, skip"):
-        pp.window_indices(0, 3, 3, "wrap")
-    assert pp.valid_frames(10, 5, "skip") == list(range(2, 8))
+        windows.window_indices(0, 3, 3, "wrap")
+    assert windows.valid_frames(10, 5, "skip") == list(range(2, 8))
     with pytest.raises(ValueError, match="T=3 frame.*window of 5.*'reflect'"):
-        pp.valid_frames(3, 5, "skip")
+        windows.valid_frames(3, 5, "skip")
 
 
 def test_make_window_stacks_frame_major():
     movie = np.arange(4 * 2 * 1 * 1, dtype=np.float32).reshape(4, 2, 1, 1)  # T=4, C=2
-    w = pp.make_window(movie, 0, 3, "reflect")
+    w = windows.make_window(movie, 0, 3, "reflect")
     assert w.shape == (6, 1, 1)
     np.testing.assert_array_equal(w[:, 0, 0], [2, 3, 0, 1, 2, 3])  # frames 1, 0, 1
     with pytest.raises(ValueError, match="no full window"):
-        pp.make_window(movie, 0, 3, "skip")
+        windows.make_window(movie, 0, 3, "skip")
 
 
 def _blob_frame(cy, cx, size=64):
@@ -91,10 +92,10 @@ def _blob_frame(cy, cx, size=64):
 def test_register_translation_and_drift_compensation():
     ref = _blob_frame(30, 30)
     mov = np.roll(ref, (3, -5), axis=(0, 1))
-    assert pp.register_translation(ref, mov) == (-3.0, 5.0)
+    assert windows.register_translation(ref, mov) == (-3.0, 5.0)
     movie = np.stack([np.roll(ref, (3 * i, -2 * i), axis=(0, 1)) for i in range(-1, 2)])[:, None]
-    plain = pp.make_window(movie, 1, 3, "reflect", drift=False)
-    aligned = pp.make_window(movie, 1, 3, "reflect", drift=True)
+    plain = windows.make_window(movie, 1, 3, "reflect", drift=False)
+    aligned = windows.make_window(movie, 1, 3, "reflect", drift=True)
     centre = movie[1, 0]
     # after drift compensation the neighbours coincide with the centre (away from the filled border)
     inner = (slice(8, -8), slice(8, -8))
@@ -104,22 +105,22 @@ def test_register_translation_and_drift_compensation():
 
 
 def test_tiling_covers_the_image_with_aligned_starts():
-    assert pp.tile_starts(100, 128, 32, 16) == [0]
-    starts = pp.tile_starts(400, 128, 48, 16)
+    assert tiling.tile_starts(100, 128, 32, 16) == [0]
+    starts = tiling.tile_starts(400, 128, 48, 16)
     assert starts == [0, 80, 160, 240, 272]
     assert all(s % 16 == 0 for s in starts)
     with pytest.raises(ValueError, match="smaller than the tile"):
-        pp.tile_starts(400, 64, 64, 16)
-    grid = pp.tile_grid((400, 100), 128, 48, 16)
+        tiling.tile_starts(400, 64, 64, 16)
+    grid = tiling.tile_grid((400, 100), 128, 48, 16)
     assert len(grid) == 5 and grid[0] == (slice(0, 128), slice(0, 100))
 
 
 def test_blend_weights_sum_to_one_where_tiles_meet():
     shape = (1, 300)
-    grid = pp.tile_grid(shape, 128, 64, 16)
+    grid = tiling.tile_grid(shape, 128, 64, 16)
     acc = np.zeros(shape, np.float32)
     for sl in grid:
-        w = pp.blend_weights((sl[0].stop - sl[0].start, sl[1].stop - sl[1].start), sl, shape, margin=16, ramp=16)
+        w = tiling.blend_weights((sl[0].stop - sl[0].start, sl[1].stop - sl[1].start), sl, shape, margin=16, ramp=16)
         # zero margin on inner edges only
         if sl[1].start > 0:
             assert not w[:, :16].any()
@@ -131,6 +132,6 @@ def test_blend_weights_sum_to_one_where_tiles_meet():
 
 def test_pad_to_multiple():
     img = np.arange(5 * 7, dtype=np.float32).reshape(5, 7)
-    out, (py, px) = pp.pad_to_multiple(img, 4)
+    out, (py, px) = tiling.pad_to_multiple(img, 4)
     assert out.shape == (8, 8) and (py, px) == (3, 1)
     np.testing.assert_array_equal(out[:5, :7], img)

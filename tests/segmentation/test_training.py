@@ -13,7 +13,9 @@ from skimage.draw import disk
 
 from napari_cellnet.core.jobs import STOP, Progress, TrainEvent, run_job
 from napari_cellnet.models.checkpoint import load_checkpoint
-from napari_cellnet.segmentation import training
+from napari_cellnet.segmentation.calibration import calibrate_postprocessing
+from napari_cellnet.segmentation.losses import SegmentationLoss
+from napari_cellnet.segmentation.trainer import validation_metrics
 from napari_cellnet.segmentation.training import TrainSegParams, train_segmentation
 
 
@@ -91,7 +93,7 @@ def test_loss_falls_and_checkpoint_round_trips(tmp_path):
 
     imgs, labs = as_movie_list(img, lab)
     val, _ = extract_windows(imgs, labs, [(0, 4)], 3)
-    again = training._validate(net, val, torch.device("cpu"), params, training.SegmentationLoss("ce+dice"))
+    again = validation_metrics(net, val, torch.device("cpu"), params, SegmentationLoss("ce+dice"))
     assert again["seg"] == pytest.approx(res.history[best_epoch - 1]["seg"], abs=1e-9)
     assert json.loads((tmp_path / "model" / "params.json").read_text()) == params.to_dict()
     assert (tmp_path / "model" / "history.csv").read_text().count("\n") == 5
@@ -156,7 +158,9 @@ def test_stop_before_first_epoch_has_no_best(tmp_path):
 
 def test_early_stopping(tmp_path, monkeypatch):
     scores = iter([0.5, 0.4, 0.3, 0.2, 0.1])
-    monkeypatch.setattr(training, "_validate", lambda *a, **k: {"seg": next(scores), "val_loss": 1.0})
+    from napari_cellnet.segmentation import trainer
+
+    monkeypatch.setattr(trainer, "validation_metrics", lambda *a, **k: {"seg": next(scores), "val_loss": 1.0})
     img, lab = _movie()
     _, res = _drain(train_segmentation(img, lab, _params(epochs=5, early_stopping=2), tmp_path / "m"))
     assert res.early_stopped and res.epochs_done == 3 and res.best == {"epoch": 1, "metric": "seg", "value": 0.5}
@@ -182,7 +186,7 @@ def test_params_round_trip_and_presets(tmp_path):
     assert TrainSegParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p
     p.to_json(tmp_path / "p.json")
     assert TrainSegParams.from_json(tmp_path / "p.json") == p
-    with pytest.raises(ValueError, match=r"Unknown training parameter\(s\) \['learning_rate'\]"):
+    with pytest.raises(ValueError, match=r"Unknown [\w-]+ parameter\(s\) \['learning_rate'\]"):
         TrainSegParams.from_dict({"learning_rate": 0.1})
     s = TrainSegParams.from_preset("stemnet")
     assert (s.optimizer, s.lr, s.momentum, s.scheduler, s.lr_decay) == ("sgd", 0.15, 0.2, "exponential", 0.95)
@@ -305,7 +309,7 @@ def test_calibration_finds_the_threshold_that_matches_the_outline():
     prob, gt = _disk_probs()
     core = int(gt.sum())
     halo = len(disk((20, 20), 6, shape=(40, 40))[0])  # pixels of the r=6 disk
-    cal = training.calibrate_postprocessing([prob], [gt], thresholds=(0.3, 0.5, 0.6, 0.7), min_sizes=(0, 30, 100))
+    cal = calibrate_postprocessing([prob], [gt], thresholds=(0.3, 0.5, 0.6, 0.7), min_sizes=(0, 30, 100))
     # 0.3 and 0.5 keep the halo (IoU core/halo); from 0.6 on ("> 0.6" drops the 0.6 ring) the outline is exact;
     # min size 100 removes the 69-px cell but not the 109-px halo. Ties go to the pair nearest the default (0.5, 30).
     assert core == 69 and halo == 109
@@ -316,9 +320,9 @@ def test_calibration_finds_the_threshold_that_matches_the_outline():
     assert grid[(0.7, 100)] == 0.0 and grid[(0.7, 0)] == 1.0 and len(grid) == 12
     assert cal["frames"] == 1
     with pytest.raises(ValueError, match="at least one annotated frame"):
-        training.calibrate_postprocessing([prob], [], thresholds=(0.5,), min_sizes=(0,))
+        calibrate_postprocessing([prob], [], thresholds=(0.5,), min_sizes=(0,))
     with pytest.raises(ValueError, match="no object"):
-        training.calibrate_postprocessing([prob], [np.zeros_like(gt)], thresholds=(0.5,), min_sizes=(0,))
+        calibrate_postprocessing([prob], [np.zeros_like(gt)], thresholds=(0.5,), min_sizes=(0,))
 
 
 def test_training_stores_the_calibrated_post_processing(tmp_path):

@@ -12,9 +12,11 @@ lazy arrays (memory-mapped or dask TIFFs from :func:`napari_cellnet.core.io.read
 the frames of the windows around the chosen frames are read, and only those windows are
 kept. A 1000-frame 1024x1024 movie with 6 annotated frames holds 6 windows.
 
-This module prepares the arrays (numpy and scipy only, no torch);
-:mod:`napari_cellnet.segmentation.training` turns batches into tensors. Preprocessing (normalisation, temporal background, windows, drift) is the
-exact code inference uses (:mod:`napari_cellnet.segmentation.preprocessing`), with the same edge policy.
+This module chooses the frames and reads their windows (numpy only, no torch); targets are
+in :mod:`~napari_cellnet.segmentation.targets`, patches in
+:mod:`~napari_cellnet.segmentation.patches`. Normalisation and windows are the exact code
+inference uses (:class:`~napari_cellnet.segmentation.preprocessing.MovieNormaliser`,
+:func:`~napari_cellnet.segmentation.windows.frame_window`), with the same edge policy.
 """
 
 from __future__ import annotations
@@ -24,19 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
 
-from napari_cellnet.core.augment import AugmentParams, augment
 from napari_cellnet.core.io import guess_axes, to_tcyx
 from napari_cellnet.segmentation import preprocessing as pre
-
-IGNORE = -1
-"""Target value of pixels that carry no annotation (padding); the losses leave them out.
-Defined here, not in :mod:`losses`, so that preparing data does not import torch."""
-
-NORM_MAX_FRAMES = 32
-"""Percentiles and the temporal median are taken on at most this many evenly spaced frames
-(the whole movie when it is shorter), so a long movie is never read into memory at once."""
+from napari_cellnet.segmentation.preprocessing import MovieNormaliser, Normalisation
+from napari_cellnet.segmentation.windows import NormalisedMovie, frame_window, window_indices
 
 FrameRef = tuple[int, int]
 """``(movie index, frame index)``."""
@@ -209,50 +203,18 @@ def split_frames(
         validation; a validation frame without cells; nothing left to train on.
     """
     n = len(labels)
-    lengths = [len(lab) for lab in labels]
-    notes: list[str] = []
     tr = _as_per_movie(frames, n, "frames")
     va = _as_per_movie(val_frames, n, "val_frames")
-    for spec, name in ((tr, "Training frame"), (va, "Validation frame")):
-        for m, per in enumerate(spec or []):
-            for t in per:
-                if not 0 <= t < lengths[m]:
-                    where = f" of movie {m}" if n > 1 else ""
-                    raise ValueError(
-                        f"{name} {t}{where} does not exist: the movie has {lengths[m]} frames (0 to {lengths[m] - 1})."
-                    )
+    _check_frame_lists(tr, va, [len(lab) for lab in labels])
     annotated = [annotated_frames(lab) for lab in labels]
     if tr is None and not any(annotated):
         raise ValueError(
             "The labels contain no annotated frame (every frame is all zero). Paint the cells of at least one "
             "frame (0 = background, 1, 2, ... = cells), or list frames that truly have no cell with frames=/--frames."
         )
-    if tr is not None and va is not None:
-        for m in range(n):
-            both = sorted(set(tr[m]) & set(va[m]))
-            if both:
-                raise ValueError(
-                    f"Frame(s) {both} are both training and validation frames; a validation frame must be held back. "
-                    "Remove them from one of the two lists."
-                )
+    notes: list[str] = []
     if va is None:
-        if tr is not None:
-            va = [sorted(set(annotated[m]) - set(tr[m])) for m in range(n)]
-            if any(va):
-                notes.append("validating on the annotated frames not used for training")
-        else:
-            pool = [(m, t) for m in range(n) for t in annotated[m]]
-            k = int(round(val_fraction * len(pool))) if len(pool) >= 3 and val_fraction > 0 else 0
-            k = max(1, k) if len(pool) >= 3 and val_fraction > 0 else 0
-            chosen = {pool[min(len(pool) - 1, int((i + 0.5) * len(pool) / k))] for i in range(k)} if k else set()
-            va = [sorted(t for (mm, t) in chosen if mm == m) for m in range(n)]
-            if k:
-                notes.append(f"holding back {k} of {len(pool)} annotated frames for validation")
-            else:
-                notes.append(
-                    f"only {len(pool)} annotated frame(s): training without validation "
-                    "(the best model is the one with the lowest training loss)"
-                )
+        va = _choose_validation(annotated, tr, val_fraction, notes)
     if tr is None:
         tr = [sorted(set(annotated[m]) - set(va[m])) for m in range(n)]
     for m in range(n):
@@ -274,6 +236,51 @@ def split_frames(
     if unlabelled:
         notes.append(f"training frame(s) {', '.join(unlabelled)} have no labelled cell and teach 'no cell here'")
     return train, val, notes
+
+
+def _check_frame_lists(tr: list[list[int]] | None, va: list[list[int]] | None, lengths: list[int]) -> None:
+    """Every listed frame exists, and none is both a training and a validation frame."""
+    n = len(lengths)
+    for spec, name in ((tr, "Training frame"), (va, "Validation frame")):
+        for m, per in enumerate(spec or []):
+            for t in per:
+                if not 0 <= t < lengths[m]:
+                    where = f" of movie {m}" if n > 1 else ""
+                    raise ValueError(
+                        f"{name} {t}{where} does not exist: the movie has {lengths[m]} frames (0 to {lengths[m] - 1})."
+                    )
+    if tr is not None and va is not None:
+        for m in range(n):
+            both = sorted(set(tr[m]) & set(va[m]))
+            if both:
+                raise ValueError(
+                    f"Frame(s) {both} are both training and validation frames; a validation frame must be held back. "
+                    "Remove them from one of the two lists."
+                )
+
+
+def _choose_validation(annotated: list[list[int]], tr: list[list[int]] | None, val_fraction: float,
+                       notes: list[str]) -> list[list[int]]:
+    """Validation frames when none are given: the annotated frames not trained on, or an
+    evenly spread ``val_fraction`` of them (at least 3 annotated frames); says why in ``notes``."""
+    n = len(annotated)
+    if tr is not None:
+        va = [sorted(set(annotated[m]) - set(tr[m])) for m in range(n)]
+        if any(va):
+            notes.append("validating on the annotated frames not used for training")
+        return va
+    pool = [(m, t) for m in range(n) for t in annotated[m]]
+    k = int(round(val_fraction * len(pool))) if len(pool) >= 3 and val_fraction > 0 else 0
+    k = max(1, k) if len(pool) >= 3 and val_fraction > 0 else 0
+    chosen = {pool[min(len(pool) - 1, int((i + 0.5) * len(pool) / k))] for i in range(k)} if k else set()
+    if k:
+        notes.append(f"holding back {k} of {len(pool)} annotated frames for validation")
+    else:
+        notes.append(
+            f"only {len(pool)} annotated frame(s): training without validation "
+            "(the best model is the one with the lowest training loss)"
+        )
+    return [sorted(t for (mm, t) in chosen if mm == m) for m in range(n)]
 
 
 # ---------------------------------------------------------------------------
@@ -319,39 +326,8 @@ class FrameSample:
         return self._fg
 
 
-class _BackgroundSubtracted:
-    """Frame-by-frame view ``movie[t] - median`` (what :func:`pre.movie_percentiles` reads)."""
-
-    def __init__(self, movie: Any, median: np.ndarray | None) -> None:
-        self.movie = movie
-        self.median = median
-
-    def __len__(self) -> int:
-        return len(self.movie)
-
-    def __getitem__(self, t: int) -> np.ndarray:
-        frame = np.asarray(self.movie[t], dtype=np.float32)
-        return frame if self.median is None else frame - self.median
-
-
-@dataclass
-class MovieStats:
-    """How one movie is normalised (recorded per movie in the training summary)."""
-
-    low_value: float
-    high_value: float
-    median: np.ndarray | None
-
-
-def movie_stats(movie_tcyx: Any, low: float, high: float, background_subtraction: bool) -> MovieStats:
-    """Temporal median (optional) and intensity percentiles of a movie, read frame by frame.
-
-    At most :data:`NORM_MAX_FRAMES` evenly spaced frames are used.
-    """
-    median = pre.temporal_median(movie_tcyx, max_frames=NORM_MAX_FRAMES) if background_subtraction else None
-    lo, hi = pre.movie_percentiles(_BackgroundSubtracted(movie_tcyx, median), low, high,
-                                   max_frames=NORM_MAX_FRAMES)
-    return MovieStats(lo, hi, median)
+# ---------------------------------------------------------------------------
+# Targets
 
 
 def extract_windows(
@@ -364,9 +340,9 @@ def extract_windows(
     low: float = 1.0,
     high: float = 99.8,
     background_subtraction: bool = False,
-    stats: Sequence[MovieStats] | None = None,
+    stats: Sequence[MovieNormaliser] | None = None,
     scale: float = 1.0,
-) -> tuple[list[FrameSample], list[MovieStats]]:
+) -> tuple[list[FrameSample], list[MovieNormaliser]]:
     """Read and normalise the windows around the frames ``refs``; nothing else is kept.
 
     Parameters
@@ -384,18 +360,17 @@ def extract_windows(
         Normalisation percentiles.
     background_subtraction : bool
         Subtract the per-pixel temporal median first (StemNet).
-    stats : list of MovieStats, optional
-        Reuse statistics computed before (validation shares the training movies' stats).
+    stats : list of MovieNormaliser, optional
+        Reuse normalisers fitted before (validation shares the training movies').
     scale : float
         Input scale factor: windows are resampled bilinearly and labels nearest-neighbour
-        to ``round(Y * scale), round(X * scale)`` (:func:`napari_cellnet.segmentation.preprocessing.resize_image`,
-        :func:`~napari_cellnet.segmentation.preprocessing.resize_labels`); the original labels are kept
-        in ``native_labels``. 1 keeps the movie's pixels.
+        to ``round(Y * scale), round(X * scale)``; the original labels are kept in
+        ``native_labels``. 1 keeps the movie's pixels.
 
     Returns
     -------
     samples : list of FrameSample
-    stats : list of MovieStats, one per movie
+    stats : list of MovieNormaliser, one per movie
 
     Raises
     ------
@@ -403,264 +378,37 @@ def extract_windows(
         If the window is longer than a movie, or ``edge="skip"`` leaves an annotated frame
         without a full window.
     """
-    window = pre.check_window(window)
-    edge = pre.check_edge(edge)
-    scale = pre.check_scale(scale)
+    window, edge, scale = pre.check_window(window), pre.check_edge(edge), pre.check_scale(scale)
     for m, img in enumerate(images):
-        T = len(img)
-        if window > T:
-            raise ValueError(
-                f"The movie{f' {m}' if len(images) > 1 else ''} has T={T} frame(s) but the window is {window} frames. "
-                f"Choose a window of at most {T if T % 2 else T - 1} (window 1 uses single frames)."
-            )
+        check_window_fits(len(img), window, f"The movie{f' {m}' if len(images) > 1 else ''}")
     if stats is None:
-        stats = [movie_stats(img, low, high, background_subtraction) for img in images]
+        stats = [MovieNormaliser.fit(img, Normalisation(low=low, high=high), background_subtraction)
+                 for img in images]
+    movies = [NormalisedMovie(img, st) for img, st in zip(images, stats, strict=True)]
     samples: list[FrameSample] = []
-    cache: dict[FrameRef, np.ndarray] = {}
-    k = window // 2
     for m, t in refs:
-        T = len(images[m])
-        idx = pre.window_indices(t, T, window, edge)
+        idx = window_indices(t, len(images[m]), window, edge)
         if idx is None:
             raise ValueError(
-                f"Annotated frame {t} is within {k} frame(s) of the movie's end, so it has no full window of "
-                f"{window} under edge policy 'skip'. Use edge 'reflect' or 'replicate', or leave frame {t} out."
+                f"Annotated frame {t} is within {window // 2} frame(s) of the movie's end, so it has no full window "
+                f"of {window} under edge policy 'skip'. Use edge 'reflect' or 'replicate', or leave frame {t} out."
             )
-        needed = {(m, i) for i in idx}
-        for key in list(cache):  # keep only frames this window reuses: memory stays ~ one window
-            if key not in needed:
-                del cache[key]
-        st = stats[m]
-        for i in idx:
-            if (m, i) not in cache:
-                frame = np.asarray(images[m][i], dtype=np.float32)
-                if st.median is not None:
-                    frame = frame - st.median
-                cache[(m, i)] = pre.apply_normalization(frame, st.low_value, st.high_value)
-        local = np.stack([cache[(m, i)] for i in idx])
-        win = pre.make_window(local, k, window, edge, drift=drift, indices=list(range(window)))
+        for other in movies:  # keep only frames this window reuses: memory stays ~ one window
+            other.keep_only(idx if other is movies[m] else ())
         lab = check_label_frame(labels[m][t], where=f"The labels of frame {t}")
+        shape = pre.scaled_shape(lab.shape, scale) if scale != 1.0 else None
+        win = frame_window(movies[m], t, window, edge, drift, shape)
         native = None
-        if scale != 1.0:
-            shape = pre.scaled_shape(lab.shape, scale)
-            win, native, lab = pre.resize_image(win, shape), lab, pre.resize_labels(lab, shape)
+        if shape is not None:
+            native, lab = lab, pre.resize_labels(lab, shape)
         samples.append(FrameSample(m, t, np.ascontiguousarray(win), lab, native))
     return samples, list(stats)
 
 
-# ---------------------------------------------------------------------------
-# Targets
-# ---------------------------------------------------------------------------
-
-
-def make_target(labels: np.ndarray, classes: int) -> np.ndarray:
-    """Class map for instance labels: 0 background, 1 cell, 2 boundary (3 classes) or 0/1 (2 classes).
-
-    Parameters
-    ----------
-    labels : ndarray, shape (Y, X), int
-    classes : {2, 3}
-
-    Returns
-    -------
-    ndarray, shape (Y, X), int64
-    """
-    if classes == 2:
-        return (np.asarray(labels) > 0).astype(np.int64)
-    from napari_cellnet.segmentation.postprocessing import instance_target
-
-    return np.asarray(instance_target(labels), dtype=np.int64)
-
-
-def unet_weight_map(
-    labels: np.ndarray,
-    class_weights: Sequence[float] | np.ndarray,
-    target: np.ndarray | None = None,
-    w0: float = 10.0,
-    sigma: float = 5.0,
-) -> np.ndarray:
-    """U-Net weight map (Ronneberger et al. 2015, eq. 2) for instance labels.
-
-    ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2))`` on background pixels,
-    where ``d1`` and ``d2`` are the distances to the nearest and second-nearest cell; the
-    thin gaps between touching cells get the largest weight. Cells are visited one at a
-    time (running minima), so memory stays at a few frames whatever the cell count.
-
-    Parameters
-    ----------
-    labels : ndarray, shape (Y, X), int
-        Instance labels (0 background).
-    class_weights : sequence of float, shape (classes,)
-        ``w_c`` per target class.
-    target : ndarray, shape (Y, X), int, optional
-        Class map (:func:`make_target`); built from ``labels`` with ``len(class_weights)``
-        classes when omitted. :data:`IGNORE` pixels get weight 0.
-    w0, sigma : float
-        Border weight and its width in pixels (the paper's 10 and 5).
-
-    Returns
-    -------
-    ndarray, shape (Y, X), float32
-    """
-    labels = np.asarray(labels)
-    cw = np.asarray(class_weights, dtype=np.float32)
-    if target is None:
-        target = make_target(labels, len(cw))
-    valid = target != IGNORE
-    out = np.where(valid, cw[np.clip(target, 0, None)], 0).astype(np.float32)
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if len(ids) < 2 or w0 == 0:
-        return out
-    d1 = np.full(labels.shape, np.inf, dtype=np.float32)
-    d2 = np.full(labels.shape, np.inf, dtype=np.float32)
-    for i in ids:
-        d = ndi.distance_transform_edt(labels != i).astype(np.float32)
-        closer = d < d1
-        d2 = np.where(closer, d1, np.minimum(d2, d))
-        d1 = np.where(closer, d, d1)
-    border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))
-    bg = (labels == 0) & valid
-    out[bg] += border[bg].astype(np.float32)
-    return out
-
-
-# ---------------------------------------------------------------------------
-# Random patches
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PatchSpec:
-    """Where one training patch comes from: fully determined before the epoch starts."""
-
-    sample: int
-    y0: int
-    x0: int
-    seed: int
-
-
-class PatchSampler:
-    """Random (augmented) patches from the annotated windows, reproducible by seed.
-
-    Every patch of an epoch is drawn from ``numpy.random.default_rng([seed, epoch])``
-    before the epoch starts and carries its own augmentation seed, so resuming in the
-    middle of an epoch continues with exactly the patches an uninterrupted run would see.
-
-    Parameters
-    ----------
-    samples : list of FrameSample
-    patch_size : int
-        Side of the square patches; frames smaller than a patch are padded (the padding
-        is :data:`IGNORE` in the target).
-    classes : {2, 3}
-    augment_params : AugmentParams, optional
-        Applied identically to all frames of a window and, nearest-neighbour, to its labels.
-    rate : int
-        Augmentation rate: an epoch has ``rate`` times as many patches as it takes to
-        cover the annotated frames once (1x, 5x, 10x as the sperm-morphology GUI offered).
-    fg_fraction : float
-        Share of patches centred on a random labelled pixel (cells are rare).
-    weight_map : bool
-        Also return the U-Net weight map (``class_weights``, ``w0``, ``sigma``).
-    """
-
-    def __init__(
-        self,
-        samples: Sequence[FrameSample],
-        patch_size: int,
-        classes: int = 3,
-        augment_params: AugmentParams | None = None,
-        rate: int = 1,
-        fg_fraction: float = 0.5,
-        weight_map: bool = False,
-        class_weights: Sequence[float] | np.ndarray | None = None,
-        w0: float = 10.0,
-        sigma: float = 5.0,
-    ) -> None:
-        if not samples:
-            raise ValueError("No training frame to sample patches from.")
-        if patch_size < 8:
-            raise ValueError(f"Patch size must be at least 8 pixels, got {patch_size}.")
-        if int(rate) < 1:
-            raise ValueError(f"The augmentation rate must be 1 or more (1x, 5x, 10x), got {rate}.")
-        if not 0.0 <= fg_fraction <= 1.0:
-            raise ValueError(f"fg_fraction must be between 0 and 1, got {fg_fraction}.")
-        self.samples = list(samples)
-        self.patch_size = int(patch_size)
-        self.classes = int(classes)
-        self.augment_params = augment_params
-        self.rate = int(rate)
-        self.fg_fraction = float(fg_fraction)
-        self.weight_map = bool(weight_map)
-        self.class_weights = np.ones(classes, np.float32) if class_weights is None else np.asarray(class_weights, np.float32)
-        self.w0, self.sigma = float(w0), float(sigma)
-
-    def patches_per_frame(self, s: FrameSample) -> int:
-        """Patches needed to cover one frame once."""
-        y, x = s.labels.shape
-        return int(np.ceil(y / self.patch_size) * np.ceil(x / self.patch_size))
-
-    def __len__(self) -> int:
-        """Patches per epoch."""
-        return self.rate * sum(self.patches_per_frame(s) for s in self.samples)
-
-    def plan(self, seed: int, epoch: int) -> list[PatchSpec]:
-        """The patches of one epoch, in order."""
-        rng = np.random.default_rng([int(seed), int(epoch)])
-        base = [i for i, s in enumerate(self.samples) for _ in range(self.patches_per_frame(s))]
-        order = np.concatenate([rng.permutation(base) for _ in range(self.rate)])
-        specs = []
-        p = self.patch_size
-        for i in order:
-            s = self.samples[int(i)]
-            y, x = s.labels.shape
-            fg = s.foreground
-            if len(fg) and rng.random() < self.fg_fraction:
-                cy, cx = np.unravel_index(fg[rng.integers(len(fg))], (y, x))
-                y0 = int(np.clip(cy - p // 2, 0, max(0, y - p)))
-                x0 = int(np.clip(cx - p // 2, 0, max(0, x - p)))
-            else:
-                y0 = int(rng.integers(0, max(0, y - p) + 1))
-                x0 = int(rng.integers(0, max(0, x - p) + 1))
-            specs.append(PatchSpec(int(i), y0, x0, int(rng.integers(2**31))))
-        return specs
-
-    def make(self, spec: PatchSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Cut, pad and augment one patch.
-
-        Returns
-        -------
-        image : ndarray, shape (window * C, P, P), float32
-        target : ndarray, shape (P, P), int64 (:data:`IGNORE` outside the frame)
-        weights : ndarray, shape (P, P), float32, or None
-        """
-        s = self.samples[spec.sample]
-        p = self.patch_size
-        img = s.window[:, spec.y0:spec.y0 + p, spec.x0:spec.x0 + p]
-        # +1 so that 0 marks "no annotation" (padding, or pixels rotated in from outside)
-        lab = s.labels[spec.y0:spec.y0 + p, spec.x0:spec.x0 + p].astype(np.int32) + 1
-        py, px = p - img.shape[1], p - img.shape[2]
-        if py or px:
-            mode = "reflect" if (py < img.shape[1] and px < img.shape[2]) else "edge"
-            img = np.pad(img, ((0, 0), (0, py), (0, px)), mode=mode)  # type: ignore[call-overload]
-            lab = np.pad(lab, ((0, py), (0, px)), mode="constant")
-        if self.augment_params is not None and self.augment_params.active:
-            img, lab_aug = augment(np.random.default_rng(spec.seed), img, lab, self.augment_params)
-            lab = lab_aug if lab_aug is not None else lab
-        valid = lab > 0
-        inst = np.where(valid, lab - 1, 0)
-        target = make_target(inst, self.classes)
-        target[~valid] = IGNORE
-        weights = None
-        if self.weight_map:
-            weights = unet_weight_map(inst, self.class_weights, target, self.w0, self.sigma)
-        return np.ascontiguousarray(img, dtype=np.float32), target, weights
-
-    def batch(self, specs: Sequence[PatchSpec]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Stack patches: images ``(B, window*C, P, P)``, targets ``(B, P, P)``, weights or None."""
-        parts = [self.make(s) for s in specs]
-        x = np.stack([a for a, _, _ in parts])
-        y = np.stack([b for _, b, _ in parts])
-        w = np.stack([c for _, _, c in parts]) if self.weight_map else None  # type: ignore[misc]
-        return x, y, w
+def check_window_fits(T: int, window: int, what: str = "The movie") -> None:
+    """Refuse a window longer than a movie of ``T`` frames, naming the largest that fits."""
+    if window > T:
+        raise ValueError(
+            f"{what} has T={T} frame(s) but the window is {window} frames. "
+            f"Choose a window of at most {T if T % 2 else T - 1} (window 1 uses single frames)."
+        )

@@ -23,10 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_cellnet.segmentation.data import IGNORE  # target value of pixels left out of every term (padding)
-
-LOSSES = ("ce", "dice", "ce+dice")
-CLASS_WEIGHTINGS = ("none", "fixed", "median_frequency")
+from napari_cellnet.segmentation.params import CLASS_WEIGHTINGS, LOSSES  # noqa: F401  (named there, without torch)
+from napari_cellnet.segmentation.targets import IGNORE  # target value of pixels left out of every term (padding)
 
 
 def fixed_class_weights(classes: int, cell: float = 2.0, boundary: float | None = None) -> np.ndarray:

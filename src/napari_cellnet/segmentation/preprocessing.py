@@ -1,23 +1,27 @@
-"""What a movie goes through before the network sees it: normalisation, temporal
-background, temporal windows (with an explicit edge policy and optional drift
-compensation) and tiling.
+"""What a movie goes through before the network sees it: one movie normaliser (temporal
+background and intensity percentiles), the checks of the settings a checkpoint stores
+(window, edge policy, input scale) and resampling to the network's scale.
 
-numpy and scikit-image only, so that training (:mod:`napari_cellnet.segmentation.data`), inference
-and the widgets prepare frames identically, and a checkpoint's ``meta`` (window, edge
-policy, normalisation, background subtraction, drift) fully describes what was done.
-
-Windows are stacked frame-major: for ``window=3`` and two channels per frame the
-channels are ``(t-1, c0), (t-1, c1), (t, c0), (t, c1), (t+1, c0), (t+1, c1)``.
+:class:`MovieNormaliser` is the only code that maps a movie's intensities: training,
+validation, calibration (:func:`napari_cellnet.segmentation.data.extract_windows`) and
+inference (:func:`napari_cellnet.segmentation.inference.segment`) all fit it on the movie
+and apply it frame by frame, and :class:`Normalisation` is how a checkpoint's ``meta``
+records it. numpy and scikit-image only (no torch).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 EDGE_POLICIES = ("reflect", "replicate", "skip")
+NORMALISATION_METHODS = ("percentile", "fixed")
+STATS_FRAMES = 32
+"""Percentiles and the temporal median are taken on at most this many evenly spaced frames
+(the whole movie when it is shorter), so a long movie is never read into memory at once."""
 
 
 # ---------------------------------------------------------------------------
@@ -153,7 +157,148 @@ def subtract_temporal_median(movie: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# Temporal windows
+# The movie normaliser
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """How intensities are mapped to the network's range: a checkpoint's ``meta["normalization"]``.
+
+    Attributes
+    ----------
+    method : {"percentile", "fixed"}
+        ``"percentile"``: the movie's ``low`` and ``high`` percentiles map to 0 and 1 (one
+        pair for the whole movie, all channels together). ``"fixed"``: ``offset`` maps to 0
+        and ``offset + scale`` to 1 whatever the movie.
+    low, high : float
+        Percentiles in [0, 100] (``"percentile"``).
+    offset, scale : float
+        The fixed mapping (``"fixed"``).
+    """
+
+    method: str = "percentile"
+    low: float = 1.0
+    high: float = 99.8
+    offset: float = 0.0
+    scale: float = 1.0
+
+    @classmethod
+    def from_meta(cls, d: dict[str, Any] | None) -> Normalisation:
+        """Read ``meta["normalization"]``; older checkpoints spell the method ``kind``.
+
+        Raises
+        ------
+        ValueError
+            For a method this version does not know.
+        """
+        d = dict(d or {})
+        method = str(d.get("method", d.get("kind", "percentile")))
+        if method not in NORMALISATION_METHODS:
+            raise ValueError(f"Unknown normalisation {method!r} in the checkpoint (expected 'percentile' or 'fixed').")
+        return cls(method, float(d.get("low", 1.0)), float(d.get("high", 99.8)),
+                   float(d.get("offset", 0.0)), float(d.get("scale", 1.0)))
+
+    def to_meta(self) -> dict[str, Any]:
+        """What a checkpoint stores (the keys every version reads: ``method``, ``low``, ``high`` ...)."""
+        if self.method == "fixed":
+            return {"method": "fixed", "offset": self.offset, "scale": self.scale}
+        return {"method": "percentile", "low": self.low, "high": self.high, "max_frames": STATS_FRAMES,
+                "scope": "movie"}
+
+
+@dataclass
+class MovieNormaliser:
+    """The intensity mapping of one movie, fitted once and applied frame by frame.
+
+    ``frame -> (frame - median - low_value) / (high_value - low_value)`` as float32
+    (no clipping; the median only with background subtraction).
+
+    Attributes
+    ----------
+    low_value, high_value : float
+        Intensities that map to 0 and 1.
+    median : ndarray, float32, shape (C, Y, X), or None
+        Per-pixel temporal median subtracted first (StemNet eq. 3), or None.
+    frames_sampled, background_frames : int
+        How many frames the percentiles and the median were taken on (provenance).
+    """
+
+    low_value: float
+    high_value: float
+    median: np.ndarray | None = None
+    frames_sampled: int = 0
+    background_frames: int = 0
+
+    @classmethod
+    def fit(cls, movie_tcyx: Any, normalisation: Normalisation | None = None,
+            background_subtraction: bool = False) -> MovieNormaliser:
+        """Fit the mapping on a movie, read frame by frame (at most :data:`STATS_FRAMES` frames).
+
+        Parameters
+        ----------
+        movie_tcyx : array_like, shape (T, C, Y, X)
+            Any frame-indexable movie (lazy arrays stay lazy).
+        normalisation : Normalisation, optional
+            Default: the 1 and 99.8 percentiles.
+        background_subtraction : bool
+            Subtract the per-pixel temporal median before the percentiles.
+
+        Raises
+        ------
+        ValueError
+            If the sampled frames hold NaN/inf pixels or the percentiles are invalid.
+        """
+        norm = normalisation or Normalisation()
+        T = len(movie_tcyx)
+        median = temporal_median(movie_tcyx, max_frames=STATS_FRAMES) if background_subtraction else None
+        out = cls(0.0, 1.0, median, min(T, STATS_FRAMES), min(T, STATS_FRAMES) if median is not None else 0)
+        if norm.method == "fixed":
+            out.low_value, out.high_value = norm.offset, norm.offset + norm.scale
+        else:
+            out.low_value, out.high_value = movie_percentiles(_Subtracted(movie_tcyx, out), norm.low, norm.high,
+                                                              max_frames=STATS_FRAMES)
+        return out
+
+    def subtract(self, frame: Any) -> np.ndarray:
+        """A frame minus the temporal background, as float32 (what the percentiles are taken of)."""
+        f = np.asarray(frame, dtype=np.float32)
+        return f if self.median is None else f - self.median
+
+    def __call__(self, frame: Any, what: str = "movie") -> np.ndarray:
+        """The normalised frame, float32, same shape.
+
+        Raises
+        ------
+        ValueError
+            If the frame holds NaN or infinite pixels (``what`` names it in the message).
+        """
+        f = self.subtract(frame)
+        check_finite(f, what=what)
+        return apply_normalization(f, self.low_value, self.high_value)
+
+    def values(self) -> dict[str, Any]:
+        """Provenance: ``lo``, ``hi``, ``frames_sampled``, ``background_frames``."""
+        return {"lo": float(self.low_value), "hi": float(self.high_value), "frames_sampled": self.frames_sampled,
+                "background_frames": self.background_frames}
+
+
+class _Subtracted:
+    """Frame-by-frame view ``movie[t] - median`` (what :func:`movie_percentiles` reads)."""
+
+    def __init__(self, movie: Any, normaliser: MovieNormaliser) -> None:
+        self.movie = movie
+        self.normaliser = normaliser
+
+    def __len__(self) -> int:
+        return len(self.movie)
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return self.normaliser.subtract(self.movie[t])
+
+
+# ---------------------------------------------------------------------------
+# Settings a checkpoint stores: window, edge policy (and scale, below)
 # ---------------------------------------------------------------------------
 
 
@@ -171,247 +316,6 @@ def check_window(window: int) -> int:
     if w < 1 or w % 2 == 0 or w != window:
         raise ValueError(f"The temporal window must be an odd number of frames (1, 3, 5, ...), got {window}.")
     return w
-
-
-def window_indices(t: int, T: int, window: int, edge: str = "reflect") -> list[int] | None:
-    """Frame indices of the window centred on frame ``t``.
-
-    Parameters
-    ----------
-    t : int
-        Centre frame, ``0 <= t < T``.
-    T : int
-        Number of frames in the movie.
-    window : int
-        Odd window length ``2k + 1``.
-    edge : {"reflect", "replicate", "skip"}
-        What to use for the ``k`` frames before the start or after the end:
-        ``"reflect"`` mirrors the movie about its first/last frame (t-1 -> 1 at t=0),
-        ``"replicate"`` repeats the centre frame ``t`` (what StemNet's code did),
-        ``"skip"`` returns None (frame ``t`` is not segmented).
-
-    Returns
-    -------
-    list of int (length ``window``) or None
-
-    Examples
-    --------
-    >>> window_indices(0, 10, 5, "reflect")
-    [2, 1, 0, 1, 2]
-    >>> window_indices(0, 10, 5, "replicate")
-    [0, 0, 0, 1, 2]
-    >>> window_indices(1, 10, 5, "skip") is None
-    True
-    """
-    w = check_window(window)
-    e = check_edge(edge)
-    if not 0 <= t < T:
-        raise IndexError(f"Frame {t} is outside the movie (T={T}).")
-    k = w // 2
-    raw = list(range(t - k, t + k + 1))
-    if all(0 <= i < T for i in raw):
-        return raw
-    if e == "skip":
-        return None
-    if e == "replicate":
-        return [i if 0 <= i < T else t for i in raw]
-    if T == 1:
-        return [0] * w
-    period = 2 * (T - 1)
-    out = []
-    for i in raw:
-        m = i % period
-        out.append(m if m < T else period - m)
-    return out
-
-
-def valid_frames(T: int, window: int, edge: str) -> list[int]:
-    """Frames that get a prediction under ``edge`` (all of them unless ``"skip"``).
-
-    Raises
-    ------
-    ValueError
-        If ``"skip"`` leaves no frame at all (a movie shorter than the window).
-    """
-    frames = [t for t in range(T) if window_indices(t, T, window, edge) is not None]
-    if not frames:
-        raise ValueError(
-            f"The movie has T={T} frame(s) but the model needs a window of {window} and the edge policy "
-            "is 'skip', so no frame can be segmented. Choose edge policy 'reflect' or 'replicate', "
-            "or a model with window 1."
-        )
-    return frames
-
-
-def register_translation(ref: np.ndarray, mov: np.ndarray, upsample_factor: int = 1) -> tuple[float, float]:
-    """Translation that moves ``mov`` onto ``ref`` (phase cross-correlation, scikit-image).
-
-    Parameters
-    ----------
-    ref, mov : ndarray, shape (Y, X)
-    upsample_factor : int
-        1 for whole pixels (fast); 10 for 0.1 px.
-
-    Returns
-    -------
-    (dy, dx) : float
-        Shift to apply to ``mov`` (e.g. ``scipy.ndimage.shift(mov, (dy, dx))``) so it
-        lines up with ``ref``.
-    """
-    from skimage.registration import phase_cross_correlation
-
-    shift, _, _ = phase_cross_correlation(
-        np.asarray(ref, dtype=np.float32), np.asarray(mov, dtype=np.float32),
-        upsample_factor=upsample_factor, normalization=None,
-    )
-    return float(shift[0]), float(shift[1])
-
-
-def shift_frame(frame: np.ndarray, dy: float, dx: float) -> np.ndarray:
-    """Shift a ``(..., Y, X)`` frame by ``(dy, dx)``, filling uncovered pixels with the nearest edge."""
-    from scipy import ndimage
-
-    arr = np.asarray(frame, dtype=np.float32)
-    if dy == 0 and dx == 0:
-        return arr
-    shift = (0,) * (arr.ndim - 2) + (dy, dx)
-    order = 0 if float(dy).is_integer() and float(dx).is_integer() else 1
-    return ndimage.shift(arr, shift, order=order, mode="nearest").astype(np.float32, copy=False)
-
-
-def make_window(movie_tcyx: Any, t: int, window: int, edge: str = "reflect", drift: bool = False,
-                indices: Sequence[int] | None = None) -> np.ndarray:
-    """Stack the frames of the window centred on ``t`` as channels.
-
-    Parameters
-    ----------
-    movie_tcyx : array_like, shape (T, C, Y, X)
-        Already normalised movie (lazy arrays are read frame by frame).
-    t : int
-        Centre frame.
-    window : int
-        Odd window length.
-    edge : {"reflect", "replicate", "skip"}
-        See :func:`window_indices`.
-    drift : bool
-        Register each neighbour onto frame ``t`` (translation by phase cross-correlation
-        on the channel mean) before stacking, so a drifting stage does not blur the window.
-    indices : sequence of int, optional
-        Precomputed window indices (skips :func:`window_indices`).
-
-    Returns
-    -------
-    ndarray, float32, shape (window * C, Y, X)
-
-    Raises
-    ------
-    ValueError
-        If ``edge="skip"`` and ``t`` is too close to either end.
-    """
-    T = len(movie_tcyx)
-    idx = list(indices) if indices is not None else window_indices(t, T, window, edge)
-    if idx is None:
-        raise ValueError(
-            f"Frame {t} has no full window of {window} frames in a movie of {T} under edge policy 'skip'; "
-            "use 'reflect' or 'replicate' to segment the first and last frames too."
-        )
-    cache: dict[int, np.ndarray] = {}
-    for i in idx:
-        if i not in cache:
-            cache[i] = np.asarray(movie_tcyx[i], dtype=np.float32)
-    centre = cache[t] if t in cache else np.asarray(movie_tcyx[t], dtype=np.float32)
-    if centre.ndim != 3:
-        raise ValueError(f"make_window expects a (T, C, Y, X) movie, got frames of shape {centre.shape}.")
-    parts = []
-    ref = centre.mean(axis=0) if drift else None
-    for i in idx:
-        frame = cache[i]
-        if drift and i != t:
-            dy, dx = register_translation(ref, frame.mean(axis=0))  # type: ignore[arg-type]
-            frame = shift_frame(frame, dy, dx)
-        parts.append(frame)
-    return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
-
-
-# ---------------------------------------------------------------------------
-# Tiling
-# ---------------------------------------------------------------------------
-
-
-def pad_to_multiple(image: np.ndarray, divisor: int, mode: str = "reflect") -> tuple[np.ndarray, tuple[int, int]]:
-    """Pad the last two axes at the bottom/right up to multiples of ``divisor``.
-
-    Returns
-    -------
-    padded : ndarray, shape (..., Y', X')
-    (pad_y, pad_x) : the rows and columns added (crop them off the output).
-    """
-    y, x = image.shape[-2:]
-    py, px = (-y) % divisor, (-x) % divisor
-    if py == 0 and px == 0:
-        return image, (0, 0)
-    # reflect needs the padded size < the axis; fall back to edge for tiny images
-    m = mode if (py < y and px < x) else "edge"
-    widths = [(0, 0)] * (image.ndim - 2) + [(0, py), (0, px)]
-    return np.pad(image, widths, mode=m), (py, px)  # type: ignore[call-overload]
-
-
-def tile_starts(size: int, tile: int, overlap: int, divisor: int = 1) -> list[int]:
-    """Start offsets of tiles of length ``tile`` covering ``size`` with at least ``overlap``.
-
-    Starts are multiples of ``divisor`` (so pooling grids line up with the untiled
-    image) except possibly the last, which is flush with the end; that last one is also
-    a multiple of ``divisor`` when ``size`` and ``tile`` are.
-
-    Raises
-    ------
-    ValueError
-        If ``overlap >= tile`` or the rounded step is zero.
-    """
-    if tile >= size:
-        return [0]
-    if overlap >= tile:
-        raise ValueError(f"Tile overlap ({overlap}) must be smaller than the tile ({tile}); use a larger tile.")
-    step = ((tile - overlap) // divisor) * divisor
-    if step <= 0:
-        raise ValueError(
-            f"Tile {tile} with overlap {overlap} leaves no step that is a multiple of {divisor}; use a larger tile."
-        )
-    starts = list(range(0, size - tile, step))
-    starts.append(size - tile)
-    return sorted(set(starts))
-
-
-def tile_grid(shape: tuple[int, int], tile: int, overlap: int, divisor: int = 1) -> list[tuple[slice, slice]]:
-    """All ``(rows, cols)`` slices of a tiling of a ``(Y, X)`` image; see :func:`tile_starts`."""
-    ys = tile_starts(shape[0], tile, overlap, divisor)
-    xs = tile_starts(shape[1], tile, overlap, divisor)
-    ty, tx = min(tile, shape[0]), min(tile, shape[1])
-    return [(slice(y, y + ty), slice(x, x + tx)) for y in ys for x in xs]
-
-
-def blend_weights(tile_shape: tuple[int, int], where: tuple[slice, slice], image_shape: tuple[int, int],
-                  margin: int, ramp: int) -> np.ndarray:
-    """Blending weight of one tile, shape ``tile_shape``, float32.
-
-    On each side that lies inside the image (not on the image border) the weight is 0
-    for the ``margin`` outermost pixels (the network saw padding there), then rises
-    linearly over ``ramp`` pixels to 1. Accumulate ``sum(w * p) / sum(w)``: where every
-    contributing tile is at least ``margin`` from its inner edges, and ``margin`` is at
-    least half the receptive field, the blend equals the untiled prediction exactly.
-    """
-    out = np.ones(tile_shape, dtype=np.float32)
-    for axis in (0, 1):
-        n = tile_shape[axis]
-        s = where[axis]
-        prof = np.ones(n, dtype=np.float32)
-        ramp_vals = np.clip((np.arange(n, dtype=np.float32) - margin + 1) / max(ramp + 1, 1), 0, 1)
-        if s.start > 0:
-            prof = np.minimum(prof, ramp_vals)
-        if s.stop < image_shape[axis]:
-            prof = np.minimum(prof, ramp_vals[::-1])
-        out *= prof[:, None] if axis == 0 else prof[None, :]
-    return out
 
 
 # ---------------------------------------------------------------------------
