@@ -19,10 +19,16 @@ def _widget(make_napari_viewer, qtbot, wait_idle, checkpoint=None):
     viewer.window.add_dock_widget(widget)
     wait_idle(widget)
     if checkpoint is not None:
-        widget.params.model.value = common.FILE
-        widget.params.checkpoint.value = str(checkpoint)
+        widget.model.value = common.FILE
+        widget.checkpoint.value = str(checkpoint)
         wait_idle(widget)
     return viewer, widget
+
+
+def _set(widget, **values):
+    from napari_cellnet.widgets import _common as common
+
+    common.set_fields(widget.form, values)
 
 
 def _run(widget, qtbot, wait_idle):
@@ -41,7 +47,9 @@ def test_segment_real_crop_outputs_layers_with_input_geometry(make_napari_viewer
     widget.image.value = layer
     assert widget.axes.value == "TYX" and widget.run_button.enabled
     assert widget.model_info["window"] == 3  # read from the checkpoint in a worker
-    assert widget.params.min_size.value == 10  # the model's own default was applied
+    # the model's own threshold and min size are what the empty fields stand for, and they are shown
+    assert widget.form.value.min_size is None and widget.form.value.threshold is None
+    assert widget.form.controls["min_size"].native.placeholderText() == "10 (the model's)"
     result = _run(widget, qtbot, wait_idle)
     assert errors() == []
 
@@ -58,6 +66,7 @@ def test_segment_real_crop_outputs_layers_with_input_geometry(make_napari_viewer
     assert meta["output_of"] == "segment/labels" and meta["source_layer"] == "movie"
     assert meta["checkpoint"] == str(seg_checkpoint) and meta["device"] == "cpu"
     assert meta["parameters"]["window"] == 3 and meta["parameters"]["threshold"] == 0.5
+    assert meta["parameters"]["min_size"] == 10
     assert meta["package_version"]
     assert {"frame", "label", "area", "centroid_y", "centroid_x"} <= set(labels.features.columns)
     assert len(labels.features) == sum(len(np.unique(f)) - 1 for f in labels.data)
@@ -81,7 +90,7 @@ def test_rerun_updates_the_same_layers(make_napari_viewer, qtbot, wait_idle, seg
     _run(widget, qtbot, wait_idle)
     first = viewer.layers["movie labels"]
     n_layers = len(viewer.layers)
-    widget.params.threshold.value = 0.3
+    _set(widget, threshold=0.3)
     wait_idle(widget)  # the live re-threshold may run first
     _run(widget, qtbot, wait_idle)
     assert len(viewer.layers) == n_layers
@@ -91,17 +100,14 @@ def test_rerun_updates_the_same_layers(make_napari_viewer, qtbot, wait_idle, seg
 
 def test_rethreshold_relabels_without_rerunning_the_network(make_napari_viewer, qtbot, wait_idle, seg_checkpoint,
                                                             c2c12_crop):
-    from napari_cellnet.segmentation.postprocessing import (
-        match_labels_through_time,
-        probabilities_to_labels,
-    )
+    from napari_cellnet.segmentation.postprocessing import probabilities_to_labels
+    from napari_cellnet.segmentation.tracking import match_labels_through_time
 
     images, _ = c2c12_crop
     viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle, seg_checkpoint)
     widget.image.value = viewer.add_image(images, name="movie")
     result = _run(widget, qtbot, wait_idle)
-    widget.params.min_size.value = 5
-    widget.params.threshold.value = 0.35
+    _set(widget, min_size=5, threshold=0.35)
     wait_idle(widget)
     params = viewer.layers["movie labels"].metadata["napari_cellnet"]["parameters"]
     assert params["relabelled_from_probabilities"] and params["threshold"] == 0.35 and params["min_size"] == 5
@@ -185,8 +191,8 @@ def test_unloadable_model_notifies_and_leaves_viewer_usable(make_napari_viewer, 
     assert "movie labels" not in viewer.layers and widget.run_button.enabled
     assert widget.status.value.startswith("Failed:")
     # the same widget then works with a good model
-    widget.params.model.value = common.FILE
-    widget.params.checkpoint.value = str(seg_checkpoint)
+    widget.model.value = common.FILE
+    widget.checkpoint.value = str(seg_checkpoint)
     wait_idle(widget)
     _run(widget, qtbot, wait_idle)
     assert viewer.layers["movie labels"].data.shape == (4, 96, 96)
@@ -209,32 +215,70 @@ def test_two_frames_window_three_skip_is_explained(make_napari_viewer, qtbot, wa
     images, _ = c2c12_crop
     viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle, seg_checkpoint)
     widget.image.value = viewer.add_image(images[:2], name="short")
-    widget.params.edge.value = "skip"
+    _set(widget, edge="skip")
     _run(widget, qtbot, wait_idle)
     assert any("T=2" in m and "'skip'" in m and "reflect" in m for m in errors())
 
 
-def test_parameters_persist_and_restore_defaults(make_napari_viewer, qtbot, wait_idle):
+def test_settings_start_from_segment_params_persist_and_round_trip_through_params_json(make_napari_viewer, qtbot,
+                                                                             wait_idle, tmp_path):
+    from napari_cellnet.segmentation.params import SegmentParams
     from napari_cellnet.widgets import SegmentWidget
 
     viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle)
-    widget.params.threshold.value = 0.7
-    widget.params.tile.value = 512
-    qtbot.wait(500)  # magicgui writes persisted values debounced, from the event loop
-    again = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(again)
-    wait_idle(again)
-    assert again.params.tile.value == 512  # persisted
-    # threshold and min size belong to the model: a newly opened widget takes the model's calibrated values
+    # a first widget shows the dataclass defaults (what the CLI and segment() use), the model's values left to it
+    assert widget.form.value == SegmentParams()
+    assert set(widget.form.controls) == {i.name for i in SegmentParams.infos()}
     from napari_cellnet.datasets import demo_model_path
     from napari_cellnet.models.checkpoint import load_checkpoint
 
     meta = load_checkpoint(demo_model_path("segmentation")).meta
-    assert again.params.threshold.value == pytest.approx(meta["threshold"])
-    assert again.params.min_size.value == meta["min_size"]
+    assert widget.form.controls["threshold"].native.placeholderText() == f"{meta['threshold']:g} (the model's)"
+    _set(widget, threshold=0.7, tile=512, channel=0, split="distance", precision="fp32", drift=False)
+    chosen = SegmentParams(threshold=0.7, tile=512, channel=0, split="distance", precision="fp32", drift=False)
+    assert widget.form.value == chosen
+    saved = widget.form.save(tmp_path / "segment_params.json")
+    again = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(again)
+    wait_idle(again)
+    assert again.form.value == chosen  # the last settings are remembered ...
     again.restore_defaults()
-    assert again.params.threshold.value == pytest.approx(0.5) and again.params.tile.value == 1024
-    assert again.params.edge.value == "from model"
+    assert again.form.value == SegmentParams()
+    again.form.load(saved)  # ... and travel as params.json
+    assert again.form.value == chosen
+    # the widget's params.json is the CLI's --params: the same object, flags typed after it override it
+    from napari_cellnet.cli.app import build_parser
+    from napari_cellnet.cli.segment import segment_params
+
+    argv = ["segment", "movie.tif", "-o", str(tmp_path / "out"), "--params", str(saved)]
+    assert segment_params(build_parser().parse_args(argv)) == chosen
+    assert segment_params(build_parser().parse_args([*argv, "--tile", "0"])) == chosen.replace(tile=None)
+    again.restore_defaults()
+    assert again.form.value == SegmentParams()
+    _set(again, threshold=1.5)
+    with pytest.raises(ValueError, match="threshold must be between 0 and 1"):
+        again.form.value  # noqa: B018
+
+
+def test_rgb_movie_segments_one_channel(make_napari_viewer, qtbot, wait_idle, seg_checkpoint, c2c12_crop, errors):
+    images, _ = c2c12_crop
+    rgb = np.stack([images, np.zeros_like(images), images // 2], axis=-1)  # real movie in red, other channels differ
+    viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle, seg_checkpoint)
+    widget.image.value = viewer.add_image(rgb, name="rgb movie", rgb=True)
+    assert widget.axes.value == "TYXC"
+    assert "3 channels" in widget.axes_note.value and "channel" in widget.axes_note.value
+    _set(widget, channel=0)
+    assert widget.axes_note.value == ""
+    _run(widget, qtbot, wait_idle)
+    assert errors() == []
+    labels = viewer.layers["rgb movie labels"].data
+    assert labels.shape == (4, 96, 96)
+    assert viewer.layers["rgb movie labels"].metadata["napari_cellnet"]["parameters"]["channel"] == 0
+    from napari_cellnet.segmentation.inference import segment
+    from napari_cellnet.segmentation.params import SegmentParams
+
+    gray = run_job(segment(images, str(seg_checkpoint), SegmentParams(device="cpu"), axes="TYX"))
+    np.testing.assert_array_equal(labels, gray.labels)  # channel 0 of the RGB movie is the gray movie
 
 
 def test_closing_the_viewer_during_a_run_does_not_crash(make_napari_viewer, qtbot, wait_idle, seg_checkpoint):
@@ -244,7 +288,9 @@ def test_closing_the_viewer_during_a_run_does_not_crash(make_napari_viewer, qtbo
     viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle, seg_checkpoint)
     widget.image.value = viewer.add_image(images, name="movie")
     worker = widget.run()
-    qtbot.waitSignal(worker.yielded, timeout=30000)
+    with qtbot.waitSignal(worker.yielded, timeout=30000):  # the job is really under way ...
+        pass
+    assert widget.runner.running
     with qtbot.waitSignal(worker.finished, timeout=60000):
         viewer.close()
     assert widget.runner.worker is None or widget._closed

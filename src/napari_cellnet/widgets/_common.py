@@ -182,6 +182,45 @@ def device_choices(widget: Any = None) -> list[str]:
     return names
 
 
+def device_picker(label: str = "device") -> ComboBox:
+    """A device drop-down for a :class:`~._params.ParamsForm`: "auto" until :func:`probe_devices`
+    has run, then what torch found ("auto", "cpu", "cuda:0", ...); its value is the device name."""
+    return ComboBox(label=label, choices=_picker_devices, value="auto")
+
+
+def _picker_devices(widget: Any = None) -> list[str]:
+    # before the probe, any device a remembered setting may name (the probe then narrows the list)
+    return list(DEVICES) if DEVICES else ["auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(8)), "mps"]
+
+
+def refresh_device_picker(box: ComboBox, devices: dict[str, str]) -> None:
+    """Show the probed ``devices`` in ``box``, keeping the chosen one when it is still there."""
+    current = box.value
+    box.reset_choices()
+    if current in devices:
+        box.value = current
+
+
+def set_fields(form: Any, values: dict[str, Any]) -> None:
+    """Show some fields' values in a :class:`~._params.ParamsForm` (the others keep theirs)."""
+    from magicgui.widgets import LineEdit
+
+    for name, value in values.items():
+        control = form.controls[name]
+        control.value = form.infos[name].to_text(value) if isinstance(control, LineEdit) else value
+
+
+def field_value(form: Any, name: str) -> Any:
+    """One field of a :class:`~._params.ParamsForm` as its parameter object would hold it.
+
+    Raises
+    ------
+    ValueError
+        When the text cannot be read (the message names the field and says what it takes).
+    """
+    return form._read(name)  # the form's own text -> value (one field, not the whole object)
+
+
 class JobWidget:
     """Mixin for widgets that run their job through a :class:`~._jobs.JobRunner`.
 

@@ -65,10 +65,10 @@ def build_demo(model: str | None = None, frames: int | None = None, show: bool =
     viewer.window.add_dock_widget(widget, name="Segment (napari-cellnet)", area="right")
     widget.image.value = image
     if model is not None:
-        widget.params.model.value = common.FILE
-        widget.params.checkpoint.value = str(model)
+        widget.model.value = common.FILE
+        widget.checkpoint.value = str(model)
     else:
-        widget.params.model.value = common.DEMO
+        widget.model.value = common.DEMO
     return viewer, widget, labels
 
 
@@ -78,10 +78,10 @@ def wait_probe(widget: Any, device: str = "auto", timeout: float = 120.0) -> Non
     while (widget._probe_worker is not None) and time.perf_counter() - t0 < timeout:
         _pump(20)
     _pump(1)
-    choices = list(widget.params.device.choices)
+    choices = list(widget.form.controls["device"].choices)
     if device not in choices:
         raise ValueError(f"Device {device!r} is not available here; choose one of {', '.join(choices)}.")
-    widget.params.device.value = device
+    widget.form.controls["device"].value = device
 
 
 def run_headless(out_dir: str | Path, model: str | None = None, device: str = "auto", frames: int | None = None,

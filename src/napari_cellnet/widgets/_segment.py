@@ -12,6 +12,12 @@ line up with the movie:
 each carrying the run's parameters, model, device and package version in
 ``layer.metadata["napari_cellnet"]``. Running again updates these layers. After a run,
 changing the threshold or minimum size re-labels the kept probability map (no network run).
+
+The settings are a :class:`~napari_cellnet.widgets._params.ParamsForm` of
+:class:`~napari_cellnet.segmentation.params.SegmentParams` (``widget.form``): the same object,
+defaults and help as ``napari-cellnet segment``'s flags, with Load/Save settings (the CLI's
+``--params``). Settings left empty mean "the model's": the chosen model's threshold, minimum
+size and scale are shown greyed in those fields.
 """
 
 from __future__ import annotations
@@ -20,75 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import Container, LineEdit, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
 from napari_cellnet.core import io
+from napari_cellnet.segmentation.params import SegmentParams
 from napari_cellnet.widgets import _common as common
 from napari_cellnet.widgets._jobs import JobRunner, cpu_threads
 from napari_cellnet.widgets._layers import add_or_update
+from napari_cellnet.widgets._params import ParamsForm
 
 FROM_MODEL = "from model"
-EDGES = (FROM_MODEL, "reflect", "replicate", "skip")
 BACKGROUND = (FROM_MODEL, "on", "off")
-
-
-def segment_parameters(
-    model: str = common.DEMO,
-    checkpoint: str = "",
-    edge: str = FROM_MODEL,
-    background: str = FROM_MODEL,
-    device: str = "auto",
-    tile: int = 1024,
-    threshold: float = 0.5,
-    min_size: int = 30,
-    probability_map: bool = True,
-    tracks: bool = True,
-) -> None:
-    """Segmentation settings (the widget's persisted parameters).
-
-    Parameters
-    ----------
-    model : str
-        The bundled demo model, a model trained in this session, or a checkpoint file.
-    checkpoint : Path
-        The ``.pt`` file when ``model`` is "Checkpoint file…".
-    edge : str
-        What the temporal window uses beyond the first and last frames: the model's own
-        policy, ``reflect``, ``replicate`` (StemNet) or ``skip`` (leave those frames empty).
-    background : str
-        Temporal-median background subtraction: as the model was trained, or forced on/off.
-    device : str
-        ``auto`` picks CUDA, then Apple MPS, then the CPU.
-    tile : int
-        Frames larger than this are processed in overlapping tiles (saves GPU memory;
-        the result equals the untiled one).
-    threshold : float
-        Foreground probability above which a pixel belongs to a cell.
-    min_size : int
-        Objects smaller than this (pixels) are removed.
-    probability_map : bool
-        Also add the foreground probability as an Image layer.
-    tracks : bool
-        Also add centroid tracks (a Tracks layer).
-    """
-
-
-PARAM_OPTIONS: dict[str, Any] = {
-    "model": {"widget_type": "ComboBox", "choices": common.model_choices("segmentation"), "label": "model"},
-    # text, not a FileEdit: FileEdit turns an empty value into the current folder
-    "checkpoint": {"label": "checkpoint file", "tooltip": "A .pt segmentation model (use Browse…)"},
-    "edge": {"choices": EDGES, "label": "edge policy"},
-    "background": {"choices": BACKGROUND, "label": "background subtraction"},
-    "device": {"widget_type": "ComboBox", "choices": common.device_choices},
-    "tile": {"min": 64, "max": 8192, "step": 64, "label": "tile size (px)"},
-    "threshold": {"widget_type": "FloatSpinBox", "min": 0.01, "max": 0.99, "step": 0.05},
-    "min_size": {"min": 0, "max": 100000, "label": "min size (px)"},
-    "probability_map": {"label": "add probability map"},
-    "tracks": {"label": "add tracks"},
-}
 
 
 def _guess_axes_for(layer: Any) -> str:
@@ -127,6 +78,7 @@ def _describe_model(path: Path) -> dict[str, Any]:
         "background_subtraction": bool(m.get("background_subtraction", False)),
         "threshold": float(m.get("threshold", 0.5)),
         "min_size": int(m.get("min_size", 30)),
+        "scale": float(m.get("scale", 1.0)),
         "preset": str(m.get("preset", ckpt.config.get("preset", "?"))),
         "val": dict(training.get("val_metrics", {}) or {}),
         "package_version": ckpt.package_version,
@@ -149,10 +101,10 @@ def relabel(probabilities: np.ndarray, frames: list[int], threshold: float, min_
     The probability map is the foreground probability only, so touching cells are split
     by the distance-transform watershed here (the network's boundary class is not kept).
     """
-    from napari_cellnet.segmentation.postprocessing import (
+    from napari_cellnet.segmentation.postprocessing import probabilities_to_labels
+    from napari_cellnet.segmentation.tracking import (
         label_features,
         match_labels_through_time,
-        probabilities_to_labels,
         tracks_from_features,
     )
 
@@ -190,45 +142,8 @@ class SegmentWidget(common.JobWidget, Container):
         self.outputs: dict[str, Any] = {}
         self._source: Any = None
         self._closed = False
-
-        self.image = common.layer_picker(self.viewer, "Image", "image")
-        self.axes = LineEdit(label="axes", tooltip="One letter per dimension of the layer, from T C Z Y X.")
-        self.axes_note = common.note()
-        self.params = common.parameter_panel(segment_parameters, **PARAM_OPTIONS)
-        self.model_note = common.note("reading model…")
-        self.device_note = common.note("detecting devices…")
-        self.run_button = PushButton(text="Run")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.resume_button = PushButton(text="Resume", enabled=False,
-                                        tooltip="Continue a stopped run from its next frame, with the same settings.")
-        self.defaults_button = PushButton(text="Restore defaults")
-        self.browse_button = PushButton(text="Browse for a checkpoint…")
-        self.status = common.note("")
-        buttons = Container(widgets=[self.run_button, self.stop_button, self.resume_button, self.defaults_button],
-                            layout="horizontal",
-                            labels=False)
-        buttons.margins = (0, 0, 0, 0)
-        inputs = Container(widgets=[self.image, self.axes], labels=True)
-        inputs.margins = (0, 0, 0, 0)
-        self.params.margins = (0, 0, 0, 0)
-        self.extend([inputs, self.axes_note, self.params, self.browse_button, self.model_note, self.device_note, buttons, self.status])
-
+        self._build()
         self.runner = JobRunner("Segment", self._show_result, on_state=self._set_running)
-        self.image.changed.connect(self._on_image)
-        self.axes.changed.connect(self._validate)
-        self.params.model.changed.connect(self._on_model)
-        self.params.checkpoint.changed.connect(self._on_model)
-        self.params.device.changed.connect(self._show_device)
-        self.params.threshold.changed.connect(self._schedule_relabel)
-        self.params.min_size.changed.connect(self._schedule_relabel)
-        self.run_button.changed.connect(self.run)
-        self.stop_button.changed.connect(self.runner.stop)
-        self.resume_button.changed.connect(self.resume)
-        self.defaults_button.changed.connect(self.restore_defaults)
-        self.browse_button.changed.connect(self._browse)
-        common.MODELS.added.connect(self._on_model_added)
-        self.native.destroyed.connect(self._on_destroyed)
-
         self._relabel_timer = QTimer()
         self._relabel_timer.setSingleShot(True)
         self._relabel_timer.setInterval(250)
@@ -236,10 +151,61 @@ class SegmentWidget(common.JobWidget, Container):
         self._relabel_worker: Any = None
         self._probe_worker: Any = None
         self._publish_queue: list[Any] = []
-
+        self._connect()
         self._show_checkpoint_field()
         self._on_image()
-        self._start_probe(apply_model_defaults=True)  # the model's calibrated threshold and min size, as the CLI uses
+        self._start_probe()  # the model's calibrated threshold and min size, shown as what "the model's" means
+
+    def _build(self) -> None:
+        self.image = common.layer_picker(self.viewer, "Image", "image")
+        self.axes = LineEdit(label="axes", tooltip="One letter per dimension of the layer, from T C Z Y X.")
+        self.axes_note = common.note()
+        self.model = ComboBox(label="model", choices=common.model_choices("segmentation"),
+                              tooltip="The bundled demo model, a model trained in this session, or a checkpoint file.")
+        # text, not a FileEdit: FileEdit turns an empty value into the current folder
+        self.checkpoint = LineEdit(label="checkpoint file", tooltip="A .pt segmentation model (use Browse…)")
+        self.background = ComboBox(label="background subtraction", choices=BACKGROUND, value=FROM_MODEL,
+                                   tooltip="Temporal-median background subtraction: as the model was trained, "
+                                           "or forced on/off.")
+        self.probability_map = CheckBox(label="add probability map", value=True)
+        self.tracks = CheckBox(label="add tracks", value=True)
+        #: The job's settings (SegmentParams): the same object the CLI's flags and --params build.
+        self.form = ParamsForm(SegmentParams, controls={"device": common.device_picker()})
+        self.form.margins = (0, 0, 0, 0)
+        self.model_note = common.note("reading model…")
+        self.device_note = common.note("detecting devices…")
+        self.run_button = PushButton(text="Run")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.resume_button = PushButton(text="Resume", enabled=False,
+                                        tooltip="Continue a stopped run from its next frame, with the same settings.")
+        self.browse_button = PushButton(text="Browse for a checkpoint…")
+        self.status = common.note("")
+        buttons = Container(widgets=[self.run_button, self.stop_button, self.resume_button], layout="horizontal",
+                            labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        inputs = Container(widgets=[self.image, self.axes], labels=True)
+        models = Container(widgets=[self.model, self.checkpoint], labels=True)
+        outputs = Container(widgets=[self.background, self.probability_map, self.tracks], labels=True)
+        for c in (inputs, models, outputs):
+            c.margins = (0, 0, 0, 0)
+        self.extend([inputs, self.axes_note, models, self.browse_button, self.model_note, self.form, outputs,
+                     self.device_note, buttons, self.status])
+
+    def _connect(self) -> None:
+        self.image.changed.connect(self._on_image)
+        self.axes.changed.connect(self._validate)
+        self.model.changed.connect(self._on_model)
+        self.checkpoint.changed.connect(self._on_model)
+        self.form.controls["device"].changed.connect(self._show_device)
+        self.form.controls["channel"].changed.connect(self._validate)
+        self.form.controls["threshold"].changed.connect(self._schedule_relabel)
+        self.form.controls["min_size"].changed.connect(self._schedule_relabel)
+        self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.runner.stop)
+        self.resume_button.changed.connect(self.resume)
+        self.browse_button.changed.connect(self._browse)
+        common.MODELS.added.connect(self._on_model_added)
+        self.native.destroyed.connect(self._on_destroyed)
 
     @property
     def busy(self) -> bool:
@@ -270,39 +236,53 @@ class SegmentWidget(common.JobWidget, Container):
         why = self.axes_error()
         layer_missing = self.image.value is None
         common.set_invalid(self.axes, None if layer_missing else why)
-        self.axes_note.value = why or ""
+        self.axes_note.value = why or self._channel_hint()
         self.run_button.enabled = why is None and not self.runner.running
         return why is None
 
+    def _channel_hint(self) -> str:
+        """A note for a multi-channel movie whose channel is not chosen yet."""
+        layer, axes = self.image.value, str(self.axes.value).upper()
+        if layer is None or "C" not in axes or len(axes) != layer.data.ndim:
+            return ""
+        n = int(layer.data.shape[axes.index("C")])
+        if n < 2 or str(self.form.controls["channel"].value).strip():
+            return ""
+        takes = self.model_info["in_channels"] if self.model_info else None
+        if takes == n:
+            return ""
+        return (f"The movie has {n} channels" + (f" and the model takes {takes}" if takes else "")
+                + ": set 'channel' (e.g. 0) to segment one of them.")
+
     def _show_checkpoint_field(self) -> None:
-        own_file = self.params.model.value == common.FILE
-        self.params.checkpoint.visible = own_file
+        own_file = self.model.value == common.FILE
+        self.checkpoint.visible = own_file
         self.browse_button.visible = own_file
 
     def _on_model(self, value: Any = None) -> None:
         self._show_checkpoint_field()
-        self._start_probe(apply_model_defaults=True)
+        self._start_probe()
 
     def _browse(self) -> None:
         from qtpy.QtWidgets import QFileDialog
 
         path, _ = QFileDialog.getOpenFileName(self.native, "Segmentation model", "", "napari-cellnet model (*.pt)")
         if path:
-            self.params.checkpoint.value = path
+            self.checkpoint.value = path
 
     def _on_model_added(self, task: str, path: str) -> None:
         if task != "segmentation" or self._closed:
             return
         try:
-            self.params.model.reset_choices()
-            self.params.model.value = path
+            self.model.reset_choices()
+            self.model.value = path
         except RuntimeError:  # deleted widget
             pass
 
     def _model_path(self) -> Path:
-        return common.resolve_model(self.params.model.value, self.params.checkpoint.value, "segmentation")
+        return common.resolve_model(self.model.value, self.checkpoint.value, "segmentation")
 
-    def _start_probe(self, apply_model_defaults: bool) -> None:
+    def _start_probe(self) -> None:
         try:
             path: Path | None = self._model_path()
             error = None
@@ -312,8 +292,7 @@ class SegmentWidget(common.JobWidget, Container):
         self.model_note.value = error or "reading model…"
         worker = create_worker(_probe, path, _ignore_errors=True)
         # only the latest probe counts (the user may pick another model meanwhile)
-        worker.returned.connect(lambda out: self._probed(out, apply_model_defaults) if worker is self._probe_worker
-                                else None)
+        worker.returned.connect(lambda out: self._probed(out) if worker is self._probe_worker else None)
         worker.errored.connect(lambda err: setattr(self.model_note, "value", f"Cannot read the model: {err}"))
         worker.finished.connect(lambda: self._probe_finished(worker))
         self._probe_worker = worker
@@ -323,16 +302,15 @@ class SegmentWidget(common.JobWidget, Container):
         if self._probe_worker is worker:
             self._probe_worker = None
 
-    def _probed(self, out: tuple[dict[str, str], dict[str, Any] | None, str | None], apply_defaults: bool) -> None:
+    def _probed(self, out: tuple[dict[str, str], dict[str, Any] | None, str | None]) -> None:
         if self._closed:
             return
         devices, info, error = out
-        current = self.params.device.value
-        self.params.device.reset_choices()
-        if current in devices:
-            self.params.device.value = current
+        common.refresh_device_picker(self.form.controls["device"], devices)
         self._show_device()
         self.model_info = info
+        self._show_model_values()
+        self._validate()
         if info is None:
             if error:
                 self.model_note.value = f"Cannot use this model: {error}"
@@ -343,18 +321,25 @@ class SegmentWidget(common.JobWidget, Container):
             f"{info['classes']} classes, edge '{info['edge']}', background subtraction "
             f"{'on' if info['background_subtraction'] else 'off'}" + (f"; validation {val}" if val else "")
         )
-        if apply_defaults:
-            self.params.threshold.value = info["threshold"]
-            self.params.min_size.value = info["min_size"]
+
+    def _show_model_values(self) -> None:
+        """Show what "the model's" stands for in the fields left to the model (threshold, min size, scale)."""
+        info = self.model_info or {}
+        for name in ("threshold", "min_size", "scale"):
+            control = self.form.controls[name]
+            if isinstance(control, LineEdit):
+                value = info.get(name)
+                shown = "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+                control.native.setPlaceholderText(f"{shown} (the model's)" if shown else "the model's")
 
     def _show_device(self, value: Any = None) -> None:
-        name = self.params.device.value
+        name = self.form.controls["device"].value
         desc = common.DEVICES.get(name, "")
         self.device_note.value = desc or "detecting devices…"
 
     def restore_defaults(self) -> None:
-        """Put every parameter back to its default (persisted values are overwritten)."""
-        common.restore_defaults(self.params, segment_parameters)
+        """Every setting back to its :class:`SegmentParams` default (the form's "Defaults" button)."""
+        self.form.reset()
 
     # ------------------------------------------------------------------ running
     def job_arguments(self) -> dict[str, Any]:
@@ -369,18 +354,13 @@ class SegmentWidget(common.JobWidget, Container):
         if why:
             raise ValueError(why)
         layer = self.image.value
-        p = self.params
         return {
             "layer": layer,
             "movie": layer.data,
             "path": self._model_path(),
             "axes": io.validate_axes(self.axes.value, layer.data.shape),
-            "edge": None if p.edge.value == FROM_MODEL else p.edge.value,
-            "background": p.background.value,
-            "device": p.device.value,
-            "tile": int(p.tile.value),
-            "threshold": float(p.threshold.value),
-            "min_size": int(p.min_size.value),
+            "params": self.form.value,
+            "background": self.background.value,
             "keep_probabilities": True,
         }
 
@@ -389,8 +369,7 @@ class SegmentWidget(common.JobWidget, Container):
         from napari_cellnet.segmentation.inference import segment
 
         ckpt = _load_for_segment(args["path"], args["background"])
-        return segment(args["movie"], ckpt, axes=args["axes"], device=args["device"], tile=args["tile"],
-                       threshold=args["threshold"], min_size=args["min_size"], edge=args["edge"],
+        return segment(args["movie"], ckpt, args["params"], axes=args["axes"],
                        keep_probabilities=args["keep_probabilities"], **args.get("resume", {}))
 
     def run(self) -> Any:
@@ -432,7 +411,8 @@ class SegmentWidget(common.JobWidget, Container):
         self.stop_button.enabled = running
         self.resume_button.enabled = (not running and self.result is not None and bool(self.result.stopped)
                                       and self.runner.last_error is None)
-        self.params.enabled = not running
+        for w in (self.form, self.model, self.checkpoint, self.browse_button, self.background):
+            w.enabled = not running
         self.image.enabled = not running
         self.axes.enabled = not running
         self._validate()
@@ -481,7 +461,7 @@ class SegmentWidget(common.JobWidget, Container):
             self.viewer.layers.selection.active = self.outputs["labels"]
 
         steps.append(add_labels)
-        if probabilities is not None and self.params.probability_map.value:
+        if probabilities is not None and self.probability_map.value:
             def add_probability() -> None:
                 self.outputs["probability"] = add_or_update(
                     self.viewer, "image", probabilities, "segment/probability", f"{base} probability",
@@ -489,7 +469,7 @@ class SegmentWidget(common.JobWidget, Container):
                     visible=False)
 
             steps.append(add_probability)
-        if self.params.tracks.value and len(tracks):
+        if self.tracks.value and len(tracks):
             def add_tracks() -> None:
                 known = set(np.asarray(tracks)[:, 0].astype(int).tolist())
                 g = {int(k): [int(v) for v in vs if int(v) in known] for k, vs in (graph or {}).items()
@@ -539,7 +519,11 @@ class SegmentWidget(common.JobWidget, Container):
         if self._relabel_worker is not None:  # one at a time; run again when it ends
             self._relabel_timer.start()
             return
-        thr, ms = float(self.params.threshold.value), int(self.params.min_size.value)
+        try:
+            thr, ms = self._relabel_settings()
+        except ValueError as err:  # a half-typed number: wait for the rest
+            self.status.value = str(err)
+            return
         worker = create_worker(relabel, self.result.probabilities, list(self.result.frames_done), thr, ms,
                                _ignore_errors=True)
         worker.returned.connect(lambda out: self._relabelled(out, thr, ms))
@@ -548,6 +532,16 @@ class SegmentWidget(common.JobWidget, Container):
         self._relabel_worker = worker
         self.status.value = f"Re-labelling at threshold {thr:.2f}, min size {ms} …"
         worker.start()
+
+    def _relabel_settings(self) -> tuple[float, int]:
+        """Threshold and min size for a re-label: the fields, or the last run's (the model's) when empty."""
+        used = self.result.params
+        thr = common.field_value(self.form, "threshold")
+        ms = common.field_value(self.form, "min_size")
+        thr = float(used.get("threshold", 0.5) if thr is None else thr)
+        ms = int(used.get("min_size", 30) if ms is None else ms)
+        SegmentParams(threshold=thr, min_size=ms).validate()
+        return thr, ms
 
     def _relabelled(self, out: dict[str, Any], threshold: float, min_size: int) -> None:
         if self._closed or self.result is None:
