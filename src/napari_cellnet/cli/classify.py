@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_cellnet.classification.params import ClassifierTrainConfig, ClassifyParams
 from napari_cellnet.cli.app import command, drain
+from napari_cellnet.cli.flags import params_from_args
 
 
 def _say(*parts: str) -> None:
@@ -63,6 +65,7 @@ def _read_movie(image: str, labels: str, axes: str | None) -> tuple[np.ndarray, 
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    # inputs and outputs only: every training choice is a flag made from ClassifierTrainConfig
     p.add_argument("dataset", nargs="?", help="class-folder dataset (DATASET/<class>/*.png|tif|bmp|jpg), "
                    "or a TIFF stack of single-cell images with --classes")
     p.add_argument("--image", help="instead of DATASET: an image or movie whose objects are classified")
@@ -70,82 +73,19 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", help="CSV frame,label,class of the annotated objects of --labels; "
                    "for a stack DATASET: a 'class' column, one row per image (optional 'index')")
     p.add_argument("--axes", default=None, help="axes of --image, e.g. TYX, TYXC (default: from the file)")
-    p.add_argument("--crop-size", type=int, default=64, help="crop window around each object (pixels, default 64)")
-    p.add_argument("--no-mask-neighbours", action="store_true", help="keep neighbouring objects in object crops")
     p.add_argument("--output", "-o", required=True, help="model folder (created; model.pt, report.json ...)")
-    p.add_argument("--arch", default="small_cnn", help="small_cnn (default), resnet18 or mobilenet_v2")
-    p.add_argument("--model-config", default="{}", help='JSON builder options, e.g. \'{"width": 32}\'')
-    p.add_argument("--pretrained", default=None, help="weights file to start from (never downloaded)")
-    p.add_argument("--activation", default="relu", help="relu, elu, selu, gelu, silu, softplus ... (default relu)")
-    p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--size", type=int, default=64, help="network input size in pixels (default 64)")
-    p.add_argument("--channels", choices=["auto", "rgb", "gray"], default="auto",
-                   help="auto: as the images are (mixed gray/RGB is refused); rgb or gray convert")
-    p.add_argument("--crop", type=float, default=1.0, help="central fraction of each image kept (default 1)")
-    p.add_argument("--normalisation", choices=["image", "range", "none"], default="image")
-    p.add_argument("--align", choices=["none", "major_axis"], default="major_axis",
-                   help="major_axis (default): put every cell upright first (centred, long axis vertical) "
-                        "and blank its surroundings; none: use the images as they are")
-    p.add_argument("--keep-surroundings", action="store_true",
-                   help="with --align major_axis: do not blank what lies beyond 3 px of the cell")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--optimizer", default="adamw", help="sgd, adam, adamw, rmsprop, adamax, nadam, adagrad, adadelta")
-    p.add_argument("--scheduler", default="cosine", help="none, exponential, cosine, plateau")
-    p.add_argument("--loss", default="ce", choices=["ce", "weighted_ce", "focal"])
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter (0 = off; 0.2-0.4 usual)")
-    p.add_argument("--aug", default=None, help="augmentation preset: aligned (default with --align major_axis), "
-                                                "strong (default with --align none: any angle), light, none, temporal")
-    p.add_argument("--aug-rate", type=int, default=3, help="augmented copies per image per epoch (1, 5, 10 ...)")
-    p.add_argument("--fill-mode", default=None, help="constant, nearest, reflect or wrap (overrides the preset)")
-    p.add_argument("--balance", choices=["none", "weights", "sampler"], default="none",
-                   help="class imbalance: loss weights or balanced sampling")
-    p.add_argument("--folds", type=int, default=5, help="k-fold CV folds; 1 = hold-out split; 0 = no evaluation")
-    p.add_argument("--holdout", type=float, default=0.2, help="test fraction when --folds 1")
-    p.add_argument("--val-fraction", type=float, default=0.0,
-                   help="inner validation split to pick the best epoch (default 0: last epoch)")
-    p.add_argument("--patience", type=int, default=None, help="early stopping patience (needs --val-fraction)")
-    p.add_argument("--no-refit", action="store_true", help="do not train the final model on all samples")
-    p.add_argument("--tta", type=int, default=1, help="test-time augmentation views when scoring (1-8)")
-    p.add_argument("--ensemble", type=int, default=1,
-                   help="networks per model, each from its own seed; their probabilities are averaged")
-    p.add_argument("--members", default=None, metavar="NETS",
-                   help="a mixed ensemble instead of --arch/--model-config/--ensemble, e.g. "
-                        "small_cnn*3,mobilenet_v2,resnet18:width=32 (the shipped demo's networks)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-@command("train-cls", _add_train_arguments)
+@command("train-cls", _add_train_arguments, params=ClassifierTrainConfig)
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train a morphology classifier with k-fold CV and print the CV table."""
-    from napari_cellnet.classification.data import Preprocessing, load_class_folders, load_objects
-    from napari_cellnet.classification.params import ClassifierTrainConfig
+    from napari_cellnet.classification.data import load_class_folders, load_objects
     from napari_cellnet.classification.report import cv_table
     from napari_cellnet.classification.training import train_classifier
-    from napari_cellnet.core.augment import AugmentParams
-    from napari_cellnet.models.classifier import parse_members
 
-    prep = Preprocessing(size=args.size, channels=args.channels, normalisation=args.normalisation,
-                         crop_fraction=args.crop, align=args.align,
-                         isolate=args.align != "none" and not args.keep_surroundings)
-    aug = AugmentParams.preset(args.aug or ("strong" if args.align == "none" else "aligned"))
-    if args.fill_mode:
-        aug = AugmentParams(**{**aug.to_dict(), "fill_mode": args.fill_mode})
-    cfg = ClassifierTrainConfig(
-        arch=args.arch, model_config=json.loads(args.model_config), activation=args.activation,
-        dropout=args.dropout, pretrained=args.pretrained, preprocessing=prep, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
-        scheduler=args.scheduler, loss=args.loss, label_smoothing=args.label_smoothing, mixup=args.mixup, augment=aug,
-        aug_rate=args.aug_rate, balance=args.balance, folds=args.folds, holdout=args.holdout,
-        val_fraction=args.val_fraction, patience=args.patience, refit=not args.no_refit, tta=args.tta, ensemble=args.ensemble,
-        members=parse_members(args.members) if args.members else None, seed=args.seed, device=args.device, threads=args.threads,
-    )
+    cfg = params_from_args(ClassifierTrainConfig, args)
+    prep = cfg.preprocessing
     if args.image or args.labels:
         if not (args.image and args.labels and args.classes):
             raise ValueError("Training on objects needs --image, --labels and --classes (CSV frame,label,class).")
@@ -155,8 +95,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         movie, labels = _read_movie(args.image, args.labels, args.axes)
         table = read_table(args.classes)
-        samples = load_objects(movie, labels, table, prep=prep, crop_size=args.crop_size,
-                               mask_neighbours=not args.no_mask_neighbours)
+        samples = load_objects(movie, labels, table, prep=prep, crop_size=cfg.crop_size,
+                               mask_neighbours=cfg.mask_neighbours)
     elif args.dataset and Path(args.dataset).is_file():
         samples = _stack_samples(args.dataset, args.classes, prep)
     elif args.dataset:
@@ -201,36 +141,35 @@ def _stack_samples(path: str, classes: str | None, prep: Any) -> Any:
 
 
 def _add_classify_arguments(p: argparse.ArgumentParser) -> None:
+    # inputs and outputs only: the run's choices are flags made from ClassifyParams
     p.add_argument("folder", nargs="?", help="folder of single-cell images (sub-folders included)")
     p.add_argument("--model", "-m", default="demo", help="classification checkpoint (.pt); default: the demo model")
     p.add_argument("--image", help="instead of a folder: an image or movie")
     p.add_argument("--labels", help="the Labels movie of --image; one row per object per frame")
     p.add_argument("--axes", default=None, help="axes of --image (default: from the file)")
-    p.add_argument("--crop-size", type=int, default=None, help="crop window around objects (default: the model's)")
     p.add_argument("--output", "-o", required=True, help="CSV table to write")
-    p.add_argument("--tta", type=int, default=1, help="average over this many flips/rotations (1-8)")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     p.add_argument("--quiet", "-q", action="store_true")
 
 
-@command("classify", _add_classify_arguments)
+@command("classify", _add_classify_arguments, params=ClassifyParams)
 def _cmd_classify(args: argparse.Namespace) -> int:
     """Classify a folder of cell images, or every object of a Labels movie, into a CSV table."""
     from napari_cellnet.classification.inference import classify
     from napari_cellnet.core.io import write_table
 
-    _threads(args.threads)
+    params = params_from_args(ClassifyParams, args)
+    _threads(params.threads)
     model = _model_path(args.model)
+    run = {"device": params.device, "batch_size": params.batch_size, "tta": params.tta}
     if args.image or args.labels:
         if not (args.image and args.labels) or args.folder:
             raise ValueError("Give either a FOLDER, or --image together with --labels.")
         movie, labels = _read_movie(args.image, args.labels, args.axes)
-        job = classify(model, image=movie, labels=labels, device=args.device, batch_size=args.batch,
-                       tta=args.tta, crop_size=args.crop_size)
+        job = classify(model, image=movie, labels=labels, crop_size=params.crop_size,
+                       mask_neighbours=params.mask_neighbours, **run)
     elif args.folder:
-        job = classify(model, folder=args.folder, device=args.device, batch_size=args.batch, tta=args.tta)
+        _objects_only(params)
+        job = classify(model, folder=args.folder, **run)
     else:
         raise ValueError("Give a FOLDER of images, or --image and --labels.")
     table = drain(job, quiet=args.quiet)
@@ -247,19 +186,25 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _objects_only(params: ClassifyParams) -> None:
+    """Refuse the object-crop options for a gallery, where they would silently do nothing."""
+    given = [i.flag for i in params.infos() if i.spec.group == "objects" and getattr(params, i.name) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} set how objects of a Labels movie are cropped; a folder of single-cell "
+                         "images is used as it is. Leave them out, or classify --image with --labels.")
+
+
 # ---------------------------------------------------------------------------
 # evaluate-cls
 # ---------------------------------------------------------------------------
 
 
 def _add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    # inputs and outputs only: the prediction choices are those of classify (ClassifyParams)
     p.add_argument("dataset", help="labelled class-folder dataset (class names must be the model's)")
     p.add_argument("--model", "-m", default="demo", help="classification checkpoint (.pt); default: the demo model")
     p.add_argument("--output", "-o", default=None, help="write the full report as JSON here")
     p.add_argument("--predictions", default=None, help="write per-image predictions (CSV) here")
-    p.add_argument("--tta", type=int, default=1)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     p.add_argument("--quiet", "-q", action="store_true")
 
 
@@ -284,16 +229,18 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@command("evaluate-cls", _add_evaluate_arguments)
+@command("evaluate-cls", _add_evaluate_arguments, params=ClassifyParams)
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a classifier on a labelled class-folder dataset (all classification metrics)."""
     from napari_cellnet.classification.inference import evaluate
     from napari_cellnet.classification.report import jsonable
     from napari_cellnet.core.io import write_table
 
-    _threads(args.threads)
-    out = drain(evaluate(_model_path(args.model), args.dataset, device=args.device, tta=args.tta),
-                quiet=args.quiet)
+    params = params_from_args(ClassifyParams, args)
+    _objects_only(params)
+    _threads(params.threads)
+    out = drain(evaluate(_model_path(args.model), args.dataset, device=params.device, tta=params.tta,
+                         batch_size=params.batch_size), quiet=args.quiet)
     _say(format_report(out["report"]))
     if args.output:
         Path(args.output).write_text(json.dumps(jsonable(out["report"]), indent=1))

@@ -1,4 +1,5 @@
-"""Small matplotlib canvases for dock widgets: the live training curves and a confusion matrix.
+"""Small matplotlib canvases for dock widgets: the live training curves (one run, or every fold of
+a cross-validation) and a confusion matrix.
 
 A live loss curve is custom drawing, so it is the one place a plain ``QWidget`` (a
 ``FigureCanvasQTAgg``) is the right tool. Figures are made with ``matplotlib.figure.Figure``,
@@ -163,4 +164,93 @@ class ConfusionPlot(_Canvas):
             for j in range(k):
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
                         color="black" if cm[i, j] > 0.6 * top else "white")
+        self.draw_idle()
+
+
+class RunsPlot(_Canvas):
+    """The curves of every run of a cross-validated training, kept side by side.
+
+    Top: the training loss of each run (``fold1`` … ``foldk``, ``refit``) per epoch. Bottom:
+    the validation accuracy (solid) and balanced accuracy (dashed) of each run that has a
+    validation split. One colour per fold; the refit, trained for the model to use, is drawn
+    in white and named "refit". Runs are kept until :meth:`clear` (a new training).
+
+    Attributes
+    ----------
+    runs : dict of str to dict of str to (list of float, list of float)
+        ``run -> metric -> (epochs, values)`` for ``train_loss``, ``accuracy``,
+        ``balanced_accuracy`` and ``val_loss`` (what tests read).
+    """
+
+    METRICS = ("accuracy", "balanced_accuracy")
+    _COLORS = ("#4ea8de", "#f4a261", "#90be6d", "#e9c46a", "#c77dff", "#ef476f", "#06d6a0", "#8d99ae")
+    _REFIT = "#f8f9fa"
+
+    def __init__(self) -> None:
+        super().__init__(height=3.6)
+        self.runs: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+        self.title = ""
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every run (a new training)."""
+        self.runs = {}
+        self._draw()
+
+    def add_epoch(self, run: str, epoch: int, train_loss: float, val_metrics: dict[str, float] | None = None) -> None:
+        """Append one epoch of ``run`` and redraw (the same epoch again replaces it)."""
+        series = self.runs.setdefault(run, {})
+        for key, value in {"train_loss": train_loss, **(val_metrics or {})}.items():
+            if key not in ("train_loss", "val_loss", *self.METRICS) or value is None or not np.isfinite(value):
+                continue
+            xs, ys = series.setdefault(key, ([], []))
+            if xs and xs[-1] == epoch:
+                xs.pop()
+                ys.pop()
+            xs.append(float(epoch))
+            ys.append(float(value))
+        self._draw()
+
+    def color(self, run: str) -> str:
+        """The colour of a run: white for the refit, one per fold number otherwise."""
+        if run.startswith("refit"):
+            return self._REFIT
+        digits = "".join(c for c in run.split()[0] if c.isdigit())
+        return self._COLORS[(int(digits) - 1) % len(self._COLORS)] if digits else self._COLORS[0]
+
+    def _draw(self) -> None:
+        fig = self.figure
+        fig.clear()
+        loss_ax, acc_ax = fig.subplots(2, 1, sharex=True)
+        for ax in (loss_ax, acc_ax):
+            _style(ax)
+        loss_ax.set_ylabel("training loss")
+        acc_ax.set_ylabel("validation")
+        acc_ax.set_xlabel("epoch")
+        acc_ax.set_ylim(0, 1.02)
+        for run, series in self.runs.items():
+            color, refit = self.color(run), run.startswith("refit")
+            xs, ys = series.get("train_loss", ([], []))
+            if xs:
+                loss_ax.plot(xs, ys, "--" if refit else "-", lw=1.6 if refit else 1.1, color=color, label=run)
+            for key, style in zip(self.METRICS, ("-o", "--"), strict=True):
+                xs, ys = series.get(key, ([], []))
+                if xs:
+                    acc_ax.plot(xs, ys, style, ms=2.5, lw=1.1, color=color)
+        if self.runs:
+            leg = loss_ax.legend(fontsize=6, loc="upper right", facecolor=_BG, edgecolor=_GRID,
+                                 ncol=2 if len(self.runs) > 3 else 1)
+            for text in leg.get_texts():
+                text.set_color(_FG)
+        else:
+            loss_ax.text(0.5, 0.5, "curves appear after the first epoch", ha="center", va="center",
+                         color=_FG, fontsize=8, transform=loss_ax.transAxes)
+        if any(key in series for series in self.runs.values() for key in self.METRICS):
+            acc_ax.text(0.01, 0.04, "accuracy (solid), balanced accuracy (dashed)", color=_FG, fontsize=6,
+                        transform=acc_ax.transAxes)
+        elif self.runs:
+            acc_ax.text(0.5, 0.5, "no validation split (validation fraction 0)", ha="center", va="center",
+                        color=_FG, fontsize=7, transform=acc_ax.transAxes)
+        if self.title:
+            loss_ax.set_title(self.title, fontsize=8)
         self.draw_idle()

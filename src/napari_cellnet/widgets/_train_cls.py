@@ -8,11 +8,15 @@ Sources of training samples (all prepared by :mod:`napari_cellnet.classification
   ``frame`` and a class column (e.g. the HuSHeM sample's "HuSHeM classes" points);
 * **class folders**: ``root/<class>/*.png`` on disk (the seed GUI's datasets).
 
-The widget fills a :class:`~napari_cellnet.classification.params.ClassifierTrainConfig` and runs
+Its settings are a :class:`~napari_cellnet.widgets._params.ParamsForm` of
+:class:`~napari_cellnet.classification.params.ClassifierTrainConfig`, the object ``napari-cellnet
+train-cls`` reads (same defaults, same ``params.json``). The widget runs
 :func:`~napari_cellnet.classification.training.train_classifier` (stratified k-fold or hold-out,
-then a refit on everything) in a worker with a live loss/accuracy plot, Stop (keeps the
+then a refit) in a worker with live curves of every fold (training loss; validation accuracy
+and balanced accuracy when there is a validation split, the default), Stop (keeps the
 finished folds and the best model so far) and, when done, the pooled out-of-fold confusion
-matrix. The model is then offered to the Classify widget.
+matrix. The model is then offered to the Classify widget. For class folders it also writes
+the k-fold split it trains on (folder copies or a CSV) for other tools.
 """
 
 from __future__ import annotations
@@ -24,92 +28,16 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, LineEdit, PushButton
 from napari.utils.notifications import show_error, show_info
 
+from napari_cellnet.classification.params import ClassifierTrainConfig
 from napari_cellnet.core.jobs import TrainEvent
 from napari_cellnet.widgets import _common as common
 from napari_cellnet.widgets._classify import ANNOTATION
 from napari_cellnet.widgets._jobs import JobRunner, cpu_threads
-from napari_cellnet.widgets._plot import ConfusionPlot, LivePlot
+from napari_cellnet.widgets._params import ParamsForm
+from napari_cellnet.widgets._plot import ConfusionPlot, RunsPlot
 
 SOURCES = ("annotated objects (Image + Labels)", "image stack + class layer", "class folders on disk")
 OBJECTS, STACK, FOLDERS = SOURCES
-MIXED = "mixed: 3 small_cnn + mobilenet_v2 + resnet18 (demo, 5x time)"
-ARCHS = ("small_cnn", "resnet18", "mobilenet_v2", MIXED)
-
-
-def train_cls_parameters(
-    arch: str = "small_cnn",
-    input_size: int = 64,
-    align_cells: bool = True,
-    central_fraction: float = 1.0,
-    epochs: int = 60,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    optimizer: str = "adamw",
-    loss: str = "ce",
-    augment: str = "aligned",
-    aug_rate: int = 5,
-    folds: int = 5,
-    refit: bool = True,
-    crop_size: int = 64,
-    device: str = "auto",
-    output_folder: str = "",
-) -> None:
-    """Classifier training settings (persisted).
-
-    Parameters
-    ----------
-    arch : str
-        Network: ``small_cnn`` (fast), ``resnet18``, ``mobilenet_v2``, or the shipped demo's
-        mixed ensemble of five networks whose probabilities are averaged (the most accurate on
-        HuSHeM, 0.903 vs 0.898 for 3 small_cnn; five trainings per fold).
-    input_size : int
-        Side of the square network input; images are resized with aspect kept.
-    align_cells : bool
-        Put every cell upright first (centred, long axis vertical) and blank its
-        surroundings; use the ``aligned`` augmentation with it. Raised HuSHeM 5-fold accuracy
-        from 0.77 to 0.89 (docs/classification.md).
-    central_fraction : float
-        Keep only this central part of each image (after aligning) before resizing, so the
-        input pixels go to the cell (HuSHeM: 0.5).
-    epochs, batch_size, lr, optimizer : int, int, float, str
-        Optimisation.
-    loss : str
-        ``ce``, ``weighted_ce`` (class-imbalance weights) or ``focal``.
-    augment, aug_rate : str, int
-        Augmentation preset and augmented copies of each image per epoch (1x ... 10x):
-        ``aligned`` (small rotations, mirrors) for aligned cells, ``strong`` (any angle) otherwise.
-    folds : int
-        Stratified k-fold cross-validation (k >= 2), 1 = one hold-out split, 0 = none.
-    refit : bool
-        After cross-validation, train the model to use on every sample.
-    crop_size : int
-        Objects only: side of the crop cut around each object.
-    device : str
-        ``auto``, ``cpu``, ``cuda:N`` or ``mps``.
-    output_folder : str
-        Where ``model.pt``, fold models, ``report.json`` and ``history.csv`` go.
-    """
-
-
-PARAM_OPTIONS: dict[str, Any] = {
-    "arch": {"choices": ARCHS, "label": "network"},
-    "input_size": {"min": 16, "max": 512, "step": 8, "label": "input size (px)"},
-    "align_cells": {"label": "align cells upright"},
-    "central_fraction": {"widget_type": "FloatSpinBox", "min": 0.1, "max": 1.0, "step": 0.05,
-                         "label": "central fraction kept"},
-    "epochs": {"min": 1, "max": 10000},
-    "batch_size": {"min": 1, "max": 1024, "label": "batch size"},
-    "lr": {"widget_type": "FloatSpinBox", "min": 1e-6, "max": 1.0, "step": 1e-4, "label": "learning rate"},
-    "optimizer": {"choices": ("adamw", "adam", "sgd", "rmsprop", "adamax", "nadam", "adagrad", "adadelta")},
-    "loss": {"choices": ("ce", "weighted_ce", "focal")},
-    "augment": {"choices": ("aligned", "strong", "light", "none"), "label": "augmentation"},
-    "aug_rate": {"min": 1, "max": 10, "label": "augmentation rate (x)"},
-    "folds": {"min": 0, "max": 20, "label": "k folds (1 = hold-out)"},
-    "refit": {"label": "refit on all samples"},
-    "crop_size": {"min": 8, "max": 1024, "label": "object crop (px)"},
-    "device": {"widget_type": "ComboBox", "choices": common.device_choices},
-    "output_folder": {"label": "output folder"},
-}
 
 
 def _feature_layers(layer: Any) -> bool:
@@ -126,6 +54,42 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
         self.result: Any = None
         self._closed = False
         self._probe_worker: Any = None
+        inputs = self._make_inputs()
+        self.data_note = common.note("")
+        self.form = ParamsForm(ClassifierTrainConfig, controls={"device": common.device_picker()})
+        self.form.margins = (0, 0, 0, 0)
+        self.params = self.form  # what DeviceProbing fills (params.device)
+        self.output_folder = LineEdit(label="output folder",
+                                      tooltip="model.pt, fold models, report.json and history.csv go here (CLI -o)")
+        self.train_button = PushButton(text="Train")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.kfold_button = PushButton(text="Write k-fold folders…",
+                                       tooltip="Copy the class folders into fold<i>/{train,test}/<class>/, split "
+                                               "as training splits them (k folds, seed)")
+        self.split_button = PushButton(text="Write split CSV…",
+                                       tooltip="path,class,fold of every image: the test fold of each image, as "
+                                               "training splits them (k folds, seed)")
+        buttons = Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False)
+        self.kfold_buttons = Container(widgets=[self.kfold_button, self.split_button], layout="horizontal",
+                                       labels=False)
+        for box in (buttons, self.kfold_buttons):
+            box.margins = (0, 0, 0, 0)
+        self.status = common.note("")
+        self.plot = RunsPlot()
+        self.confusion = ConfusionPlot()
+        outputs = Container(widgets=[self.output_folder], labels=True)
+        outputs.margins = (0, 0, 0, 0)
+        self.extend([inputs, self.data_note, self.form, outputs, buttons, self.kfold_buttons, self.status])
+        self.native.layout().addWidget(self.plot)
+        self.native.layout().addWidget(self.confusion)
+        self.runner = JobRunner("Train classifier", self._finished, on_event=self._on_event,
+                                on_state=self._set_running)
+        self._connect()
+        self._on_source()
+        self._watch_features()
+        self._probe_devices()
+
+    def _make_inputs(self) -> Container:
         self.source = ComboBox(label="train on", choices=SOURCES, value=OBJECTS)
         self.image = common.layer_picker(self.viewer, "Image", "image")
         self.label_layer = common.layer_picker(self.viewer, "Labels", "objects (labels)")
@@ -135,24 +99,9 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
         inputs = Container(widgets=[self.source, self.image, self.label_layer, self.class_layer, self.class_column,
                                     self.folder], labels=True)
         inputs.margins = (0, 0, 0, 0)
-        self.data_note = common.note("")
-        self.params = common.parameter_panel(train_cls_parameters, **PARAM_OPTIONS)
-        self.params.margins = (0, 0, 0, 0)
-        self.train_button = PushButton(text="Train")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.defaults_button = PushButton(text="Restore defaults")
-        buttons = Container(widgets=[self.train_button, self.stop_button, self.defaults_button],
-                            layout="horizontal", labels=False)
-        buttons.margins = (0, 0, 0, 0)
-        self.status = common.note("")
-        self.plot = LivePlot(metrics=("accuracy", "balanced_accuracy"))
-        self.confusion = ConfusionPlot()
-        self.extend([inputs, self.data_note, self.params, buttons, self.status])
-        self.native.layout().addWidget(self.plot)
-        self.native.layout().addWidget(self.confusion)
+        return inputs
 
-        self.runner = JobRunner("Train classifier", self._finished, on_event=self._on_event,
-                                on_state=self._set_running)
+    def _connect(self) -> None:
         self.source.changed.connect(self._on_source)
         for w in (self.image, self.label_layer, self.class_layer, self.class_column, self.folder):
             w.changed.connect(self._check)
@@ -162,13 +111,11 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
         self.source.changed.connect(self._watch_features)
         self.train_button.changed.connect(self.train)
         self.stop_button.changed.connect(self.runner.stop)
-        self.defaults_button.changed.connect(lambda: common.restore_defaults(self.params, train_cls_parameters))
+        self.kfold_button.changed.connect(lambda: self.write_kfold())
+        self.split_button.changed.connect(lambda: self.write_split_csv())
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._reset_class_choices)
         self.native.destroyed.connect(self._on_destroyed)
-        self._on_source()
-        self._watch_features()
-        self._probe_devices()
 
     # ------------------------------------------------------------------ inputs
     def _reset_class_choices(self, event: Any = None) -> None:
@@ -217,7 +164,9 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
         self.class_layer.visible = s == STACK
         self.class_column.visible = s in (OBJECTS, STACK)
         self.folder.visible = s == FOLDERS
-        self.params.crop_size.visible = s == OBJECTS
+        self.kfold_buttons.visible = s == FOLDERS
+        for name in ("crop_size", "mask_neighbours"):  # how object crops are cut
+            self.form.controls[name].visible = s == OBJECTS
         self.class_column.reset_choices()
         self._check()
 
@@ -275,23 +224,71 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
         self.train_button.enabled = why is None and not self.runner.running
         return why is None
 
-    def build_config(self) -> Any:
-        """The :class:`~napari_cellnet.classification.params.ClassifierTrainConfig` of the fields."""
-        from napari_cellnet.classification.data import Preprocessing
-        from napari_cellnet.classification.params import DEMO_MEMBERS, ClassifierTrainConfig
-        from napari_cellnet.core.augment import AugmentParams
-        from napari_cellnet.models.classifier import parse_members
+    def build_config(self) -> ClassifierTrainConfig:
+        """The :class:`~napari_cellnet.classification.params.ClassifierTrainConfig` the controls show.
 
-        p = self.params
-        aligned = bool(p.align_cells.value)
-        prep = Preprocessing(size=int(p.input_size.value), crop_fraction=float(p.central_fraction.value),
-                             align="major_axis" if aligned else "none", isolate=aligned)
-        return ClassifierTrainConfig(
-            arch="small_cnn" if p.arch.value == MIXED else p.arch.value,
-            members=parse_members(DEMO_MEMBERS) if p.arch.value == MIXED else None, preprocessing=prep, epochs=int(p.epochs.value),
-            batch_size=int(p.batch_size.value), lr=float(p.lr.value), optimizer=p.optimizer.value,
-            loss=p.loss.value, augment=AugmentParams.preset(p.augment.value), aug_rate=int(p.aug_rate.value),
-            folds=int(p.folds.value), refit=bool(p.refit.value), device=p.device.value)
+        Raises
+        ------
+        ValueError
+            For a setting out of range (the message names it and says what to change).
+        """
+        return self.form.value  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ k-fold copies
+    def _gallery(self) -> Any:
+        from napari_cellnet.core.io import read_class_folders
+
+        if self.source.value != FOLDERS:
+            raise ValueError("The k-fold writers copy a class-folder gallery: choose 'class folders on disk'.")
+        text = str(self.folder.value or "").strip()
+        if not text or not Path(text).expanduser().is_dir():
+            raise ValueError("Choose the dataset folder (one sub-folder of images per class).")
+        cfg = self.build_config()
+        if cfg.folds < 2:
+            raise ValueError(f"k folds is {cfg.folds}: set it to 2 or more to write a k-fold split.")
+        return read_class_folders(Path(text).expanduser()), cfg
+
+    def write_kfold(self, out_dir: str | Path | None = None) -> Path | None:
+        """Copy the gallery into ``out_dir/fold<i>/{train,test}/<class>/``: the folds training uses
+        (same k, same seed; :func:`napari_cellnet.core.io.write_kfold_folders`)."""
+        from napari_cellnet.core.io import write_kfold_folders
+
+        return self._write("k-fold folders", out_dir, lambda gallery, cfg, path: write_kfold_folders(
+            gallery, path, k=cfg.folds, seed=cfg.seed))
+
+    def write_split_csv(self, path: str | Path | None = None) -> Path | None:
+        """Write ``path,class,fold`` (the test fold of every image) for the folds training uses
+        (:func:`napari_cellnet.core.io.write_split_csv`)."""
+        from napari_cellnet.core.io import write_split_csv
+
+        return self._write("split CSV", path, lambda gallery, cfg, out: write_split_csv(
+            gallery, out, k=cfg.folds, seed=cfg.seed))
+
+    def _write(self, what: str, path: str | Path | None, write: Any) -> Path | None:
+        try:
+            gallery, cfg = self._gallery()
+        except (ValueError, FileNotFoundError) as err:
+            show_error(f"Train classifier: {err}")
+            self.status.value = str(err)
+            return None
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            if what == "split CSV":
+                path, _ = QFileDialog.getSaveFileName(self.native, "Write split CSV", "splits.csv", "CSV (*.csv)")
+            else:
+                path = QFileDialog.getExistingDirectory(self.native, "Write k-fold folders into (an empty folder)")
+            if not path:
+                return None
+        try:
+            out = write(gallery, cfg, Path(path).expanduser())
+        except (OSError, ValueError) as err:
+            show_error(f"Train classifier: cannot write the {what}: {err}")
+            self.status.value = str(err)
+            return None
+        self.status.value = f"{cfg.folds}-fold {what} of {len(gallery)} images (seed {cfg.seed}) written to {out}."
+        show_info(f"Train classifier: {self.status.value}")
+        return out
 
     # ------------------------------------------------------------------ running
     def train(self) -> Any:
@@ -303,16 +300,16 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
             why = self.check_inputs()
             if why:
                 raise ValueError(why)
-            out = str(self.params.output_folder.value or "").strip()
+            out = str(self.output_folder.value or "").strip()
             if not out:
                 raise ValueError("Choose an output folder for the classifier (model.pt, report.json, history.csv).")
             out_dir = Path(out).expanduser()
+            cfg = self.build_config()
         except (ValueError, FileNotFoundError) as err:
             show_error(f"Train classifier: {err}")
             self.status.value = str(err)
             return None
         s = self.source.value
-        crop = int(self.params.crop_size.value)
         if s == FOLDERS:
             data: dict[str, Any] = {"folder": str(Path(str(self.folder.value).strip()).expanduser())}
         else:
@@ -321,7 +318,6 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
                     "classes": classes}
             if s == OBJECTS:
                 data["label_image"] = np.asarray(self.label_layer.value.data)
-        build = self.build_config
         self.plot.clear()
         self.confusion.show_matrix(None, [])
         self.status.value = "Preparing the samples…"
@@ -330,33 +326,28 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
             from napari_cellnet.classification.data import load_image_stack, load_objects
             from napari_cellnet.classification.training import train_classifier
 
-            cfg = build()
             if s == FOLDERS:
                 samples: Any = data["folder"]
             elif s == OBJECTS:
                 table = {"frame": data["frames"], "label": data["labels"], "class": data["classes"]}
                 samples = load_objects(data["image"], data["label_image"], table, prep=cfg.preprocessing,
-                                       crop_size=crop)
+                                       crop_size=cfg.crop_size, mask_neighbours=cfg.mask_neighbours)
             else:
                 stack = data["image"][np.asarray(data["frames"], dtype=np.int64)]
                 samples = load_image_stack(stack, data["classes"], prep=cfg.preprocessing)
             return train_classifier(samples, cfg, out_dir)
 
-        return self.runner.start(make_job, threads=cpu_threads())
+        return self.runner.start(make_job, threads=cfg.threads or cpu_threads())
 
     def _on_event(self, event: Any) -> None:
-        if self._closed or not isinstance(event, TrainEvent):
+        if self._closed or not isinstance(event, TrainEvent) or event.kind != "epoch":
             return
-        run = event.message or ""
-        if event.kind == "epoch":
-            if event.epoch == 1:
-                self.plot.clear()
-                self.plot.title = run
-            self.plot.add_epoch(event.epoch, event.train_loss, event.val_metrics)
-            val = event.val_metrics or {}
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in val.items())
-            self.status.value = f"{run}: epoch {event.epoch}/{event.epochs}, loss {event.train_loss:.4f}" + (
-                f", {shown}" if shown else "")
+        run = event.message or "run"
+        val = {k: v for k, v in (event.val_metrics or {}).items() if k != "train_accuracy"}
+        self.plot.add_epoch(run, event.epoch, event.train_loss, val)
+        shown = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in val.items())
+        self.status.value = f"{run}: epoch {event.epoch}/{event.epochs}, loss {event.train_loss:.4f}" + (
+            f", validation {shown}" if shown else "")
 
     def _finished(self, result: Any) -> None:
         if self._closed:
@@ -378,7 +369,8 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
 
     def _lock_controls(self, running: bool) -> None:
         self.stop_button.enabled = running
-        self.params.enabled = not running
+        self.form.enabled = not running
+        self.kfold_buttons.enabled = not running
         self._check()
 
     def _disconnect(self) -> None:
