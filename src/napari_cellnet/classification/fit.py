@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -259,22 +260,21 @@ def train_epoch(state: FitState, cfg: ClassifierTrainConfig, train: SampleSet, r
     correct = count = 0
     batches = iterate_batches(rng, train.images, train.labels, cfg.batch_size, cfg.augment, cfg.aug_rate,
                               cfg.balance)
+    loss_of = partial(classification_loss, loss=cfg.loss, label_smoothing=cfg.label_smoothing,
+                      focal_gamma=cfg.focal_gamma, weights=state.weights)
     for step, (xb, yb) in enumerate(batches, start=1):
         if xb.shape[0] < 2:  # BatchNorm cannot train on a single sample
             continue
         x = torch.from_numpy(xb).to(dev)
         y = torch.from_numpy(yb).to(dev)
-        options = {"loss": cfg.loss, "label_smoothing": cfg.label_smoothing, "focal_gamma": cfg.focal_gamma,
-                   "weights": state.weights}
         if cfg.mixup > 0:
             lam = float(rng.beta(cfg.mixup, cfg.mixup))
             partner = torch.from_numpy(rng.permutation(len(yb))).to(dev)
             logits = net(lam * x + (1 - lam) * x[partner])
-            loss = (lam * classification_loss(logits, y, **options)
-                    + (1 - lam) * classification_loss(logits, y[partner], **options))
+            loss = lam * loss_of(logits, y) + (1 - lam) * loss_of(logits, y[partner])
         else:
             logits = net(x)
-            loss = classification_loss(logits, y, **options)
+            loss = loss_of(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
