@@ -230,14 +230,10 @@ def test_window_preprocessing_matches_training_helpers(movie, tmp_path, backgrou
     np.testing.assert_allclose(res.probabilities, expected, atol=1e-5)
 
 
-def test_demo_model_segments_c2c12_if_shipped():
-    try:
-        path = demo_model_path("segmentation")
-    except FileNotFoundError:
-        pytest.skip("demo segmentation model not trained yet")
+def test_demo_model_segments_c2c12():
     from napari_cellnet.core.metrics import segmentation_report
 
     images, labels = c2c12()
-    res = run_job(segment(images, path, **T1))
+    res = run_job(segment(images, demo_model_path("segmentation"), **T1))
     rep = segmentation_report(res.labels, labels.astype(np.int32))
     assert rep["f1"] > 0.7 and rep["seg"] > 0.4, rep

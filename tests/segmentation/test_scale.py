@@ -48,7 +48,9 @@ def test_probability_downsampling_is_the_block_mean_and_upsampling_is_centre_ali
     np.testing.assert_allclose(up[0, 1:7], [0.25, 0.75, 1.25, 1.75, 2.25, 2.75], atol=1e-6)
     assert up[0, 0] == 0.0 and up[0, 7] == 3.0  # edge mode: no extrapolation
     np.testing.assert_allclose(pp.resize_image(up, (3, 4))[:, 1:3], ramp[:, 1:3], atol=1e-6)
-    assert pp.resize_image(ramp, (3, 4)) is not None and pp.scaled_shape((3, 117, 234), 2.0) == (234, 468)
+    same = pp.resize_image(ramp, (3, 4))  # no resampling to the same grid: the pixels unchanged
+    assert same.dtype == np.float32 and np.array_equal(same, ramp)
+    assert pp.scaled_shape((3, 117, 234), 2.0) == (234, 468)
     assert pp.scaled_shape((10, 10), 1.5) == (15, 15)
 
 
