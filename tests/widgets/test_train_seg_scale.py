@@ -17,11 +17,12 @@ def test_scale_field_builds_params_and_keeps_the_engine_range(make_napari_viewer
     viewer.add_labels(labels, name="annotations")
     widget = TrainSegmentationWidget(viewer)
     wait_idle(widget)
-    assert widget.params.scale.value == 1.0 and widget.build_params().scale == 1.0
-    widget.params.window.value = 3
-    widget.params.scale.value = 2.0
+    scale = widget.form.controls["scale"]
+    assert scale.value == 1.0 and widget.build_params().scale == 1.0
+    widget.form.controls["window"].value = 3
+    scale.value = 2.0
     assert widget.build_params().scale == 2.0
     with pytest.raises(ValueError, match="outside of the allowed range"):
-        widget.params.scale.value = 100.0  # the field itself keeps the engine's range
+        scale.value = 100.0  # the field itself keeps the engine's range
     widget.restore_defaults()
-    assert widget.params.scale.value == 1.0
+    assert scale.value == 1.0

@@ -19,15 +19,15 @@ def _widget(make_napari_viewer, qtbot, wait_idle, images, labels, out_dir):
     widget = TrainSegmentationWidget(viewer)
     viewer.window.add_dock_widget(widget)
     wait_idle(widget)
-    p = widget.params
-    p.window.value = 3
-    p.epochs.value = 2
-    p.batch_size.value = 4
-    p.patch_size.value = 64
-    p.augment.value = "none"
-    p.device.value = "cpu"
-    p.output_folder.value = str(out_dir)
+    _set(widget, window=3, epochs=2, batch_size=4, patch_size=64, augment="none", device="cpu")
+    widget.output_folder.value = str(out_dir)
     return viewer, widget
+
+
+def _set(widget, **values):
+    from napari_cellnet.widgets import _common as common
+
+    common.set_fields(widget.form, values)
 
 
 def test_training_run_plots_epochs_and_offers_the_model_to_segment(make_napari_viewer, qtbot, wait_idle, c2c12_crop,
@@ -39,7 +39,7 @@ def test_training_run_plots_epochs_and_offers_the_model_to_segment(make_napari_v
     sparse[2] = 0  # frames 0, 1, 3 annotated
     viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle, images, sparse, tmp_path / "model")
     assert widget.frames_note.value.startswith("Annotated frames: 0, 1, 3 (3)")
-    widget.val_frames.value = "3"
+    _set(widget, val_frames=[3])
     segment = SegmentWidget(viewer)
     viewer.window.add_dock_widget(segment)
     wait_idle(segment)
@@ -56,16 +56,14 @@ def test_training_run_plots_epochs_and_offers_the_model_to_segment(make_napari_v
     assert [r["epoch"] for r in widget.history] == [1, 2]
     assert result.params.val_frames == [3] and result.params.window == 3
     # the new model is selected in the Segment widget
-    assert segment.params.model.value == str(result.model_path)
+    assert segment.model.value == str(result.model_path)
     assert "now selectable in Segment" in widget.status.value
 
 
 def test_stop_keeps_the_best_model_and_continue_resumes(make_napari_viewer, qtbot, wait_idle, c2c12_crop, tmp_path):
     images, gt = c2c12_crop
     viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle, images, gt, tmp_path / "m")
-    widget.val_frames.value = "none"
-    widget.params.epochs.value = 3
-    widget.params.aug_rate.value = 5  # ~10 steps per epoch: Stop lands inside epoch 2
+    _set(widget, val_frames=[], epochs=3, aug_rate=5)  # ~10 steps per epoch: Stop lands inside epoch 2
     worker = widget.train()
 
     def stop_in_second_epoch(event):
@@ -95,9 +93,50 @@ def test_bad_inputs_disable_train_with_a_reason(make_napari_viewer, qtbot, wait_
     viewer.layers["annotations"].data = gt
     widget._check()
     assert widget.train_button.enabled
-    widget.val_frames.value = "3, 12"
+    widget.form.controls["val_frames"].value = "3, 12"
     assert not widget.train_button.enabled and "outside the movie" in widget.frames_note.value
-    widget.val_frames.value = "auto"
-    widget.params.output_folder.value = ""
+    widget.form.controls["val_frames"].value = "first"
+    assert not widget.train_button.enabled and "cannot read 'first'" in widget.frames_note.value
+    widget.form.controls["val_frames"].value = "auto"
+    assert widget.train_button.enabled
+    widget.output_folder.value = ""
     assert widget.train() is None
     assert any("output folder" in m for m in errors())
+
+
+def test_form_shows_train_seg_params_presets_fill_it_and_the_cli_reads_its_params_json(make_napari_viewer, qtbot,
+                                                                                     wait_idle, c2c12_crop, tmp_path):
+    from napari_cellnet.cli.app import build_parser
+    from napari_cellnet.cli.train_seg import build_params
+    from napari_cellnet.segmentation.params import TrainSegParams
+    from napari_cellnet.widgets import TrainSegmentationWidget
+
+    images, gt = c2c12_crop
+    sparse = gt.copy()
+    sparse[2] = 0
+    viewer = make_napari_viewer()
+    viewer.add_image(images, name="movie")
+    viewer.add_labels(sparse, name="annotations")
+    widget = TrainSegmentationWidget(viewer)
+    wait_idle(widget)
+    # the dataclass defaults, not the widget's own (it used to train with lr 2e-3, batch 8, patch 128)
+    assert widget.form.value == TrainSegParams()
+    assert (widget.form.value.lr, widget.form.value.batch_size, widget.form.value.patch_size) == (4e-3, 16, 64)
+    assert set(widget.form.controls) == {i.name for i in TrainSegParams.infos()}
+    assert "0, 1, 3" in widget.form.controls["frames"].native.placeholderText()  # what "auto" picks from
+    # a preset fills in its settings, the others keep the user's values
+    _set(widget, epochs=7, window=3)
+    widget.form.controls["preset"].value = "stemnet"
+    assert widget.form.value == TrainSegParams.from_preset("stemnet", epochs=7, window=3)
+    _set(widget, lr=0.1, frames=[0, 1], val_frames=[3], model_config={"base_width": 8})
+    expected = TrainSegParams.from_preset("stemnet", epochs=7, window=3, lr=0.1, frames=[0, 1], val_frames=[3],
+                                          model_config={"base_width": 8})
+    assert widget.build_params() == expected
+    # Save settings… writes what train-seg --params reads: the same object
+    saved = widget.form.save(tmp_path / "train_seg_params.json")
+    argv = ["train-seg", "--images", "m.tif", "--labels", "l.tif", "-o", str(tmp_path / "m"), "--params", str(saved)]
+    assert build_params(build_parser().parse_args(argv)) == expected
+    widget.form.controls["preset"].value = "light"  # back to the light preset's settings
+    assert widget.form.value == expected.with_preset("light")
+    widget.restore_defaults()
+    assert widget.form.value == TrainSegParams()

@@ -193,7 +193,8 @@ class TrainSegParams(Params):
     val_frames: list[Any] | None = param(None, parse=parse_frames, format=format_frames, group="data",
                                          label="validation frames",
                                          none_means="the annotated frames left out of frames, else 20% of them",
-                                         help="validation frames, 'none' for no validation, or 'auto' (empty)")
+                                         help="validation frames, e.g. 1,3 or 0-8:4; 'none' for no validation; "
+                                              "'auto' or empty: automatic; ';' between the lists of several movies")
     val_fraction: float = param(0.2, low=0, high=1, high_open=True, step=0.05, advanced=True, group="data",
                                 help="share of annotated frames held back when validation frames are automatic")
     patch_size: int = param(64, low=16, step=16, group="data", label="patch size (px)",
