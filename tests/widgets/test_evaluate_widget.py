@@ -64,6 +64,29 @@ def test_segmentation_table_matches_the_metrics_module(make_napari_viewer, qtbot
     assert text.splitlines()[0].split("\t")[:3] == ["frame", "seg", "ap"]
 
 
+def test_iou_setting_is_evaluate_params_and_its_json_is_the_clis(make_napari_viewer, qtbot, c2c12_crop, tmp_path):
+    from napari_cellnet.cli.app import build_parser
+    from napari_cellnet.cli.flags import params_from_args
+    from napari_cellnet.segmentation.params import EvaluateParams
+
+    _, gt = c2c12_crop
+    pred = gt.astype(np.int32).copy()
+    pred[2] = np.roll(pred[2], 3, axis=1)
+    viewer, widget = _widget(make_napari_viewer, qtbot)
+    assert widget.form.value == EvaluateParams()
+    viewer.add_labels(gt, name="truth")
+    viewer.add_labels(pred, name="prediction")
+    widget.prediction.value = viewer.layers["prediction"]
+    widget.ground_truth.value = viewer.layers["truth"]
+    widget.form.controls["iou"].value = 0.9
+    result = _run(widget, qtbot)
+    assert result["rows"]["ap"][0] == pytest.approx(metrics.segmentation_report(pred, gt, 0.9)["ap"])
+    assert "AP@0.90" in widget.status.value
+    saved = widget.form.save(tmp_path / "evaluate_params.json")
+    args = build_parser().parse_args(["evaluate", "p.tif", "g.tif", "--params", str(saved)])
+    assert params_from_args(EvaluateParams, args) == EvaluateParams(iou=0.9)
+
+
 def test_sparse_ground_truth_scores_only_annotated_frames(make_napari_viewer, qtbot, c2c12_crop):
     _, gt = c2c12_crop
     sparse = gt.copy()

@@ -13,7 +13,9 @@ training validation and the CLI use, so the numbers agree everywhere):
   ``features`` (what the Classify widget writes): accuracy, per-class precision/recall/F1,
   and a confusion-matrix plot.
 
-The table can be copied (tab-separated, pastes into a spreadsheet) or saved as CSV.
+The segmentation settings are a :class:`~napari_cellnet.widgets._params.ParamsForm` of
+:class:`~napari_cellnet.segmentation.params.EvaluateParams` (``widget.form``), the object
+``napari-cellnet evaluate``'s flags and ``--params`` build. The table can be copied (tab-separated, pastes into a spreadsheet) or saved as CSV.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, Table
+from magicgui.widgets import ComboBox, Container, PushButton, Table
 from napari.utils.notifications import show_error, show_info
 
 from napari_cellnet.core.jobs import Progress
+from napari_cellnet.segmentation.params import EvaluateParams
 from napari_cellnet.widgets import _common as common
 from napari_cellnet.widgets._jobs import JobRunner
+from napari_cellnet.widgets._params import ParamsForm
 from napari_cellnet.widgets._plot import ConfusionPlot
 
 SEG_COLUMNS = ("seg", "ap", "instance_f1", "instance_precision", "instance_recall", "instance_tp",
@@ -132,19 +136,22 @@ class EvaluateWidget(common.JobWidget, Container):
         self.viewer = napari_viewer
         self.result: dict[str, Any] | None = None
         self._closed = False
+        self._iou = EvaluateParams().iou
         self.mode = ComboBox(label="compare", choices=["segmentation", "classes"], value="segmentation")
         self.prediction = common.layer_picker(self.viewer, "Labels", "prediction")
         self.ground_truth = common.layer_picker(self.viewer, "Labels", "ground truth")
-        self.iou = FloatSpinBox(label="IoU threshold", value=0.5, min=0.05, max=0.95, step=0.05)
         self.annotated_only = ComboBox(label="frames", choices=["annotated frames only", "all frames"],
                                        value="annotated frames only")
         self.class_layer = common.layer_picker(self.viewer, "Labels", "objects layer",
                                                extra=lambda layer: len(_feature_columns(layer)) > 0)
         self.pred_column = ComboBox(label="predicted column", choices=self._columns)
         self.true_column = ComboBox(label="annotated column", choices=self._columns)
-        inputs = Container(widgets=[self.mode, self.prediction, self.ground_truth, self.iou, self.annotated_only,
+        inputs = Container(widgets=[self.mode, self.prediction, self.ground_truth, self.annotated_only,
                                     self.class_layer, self.pred_column, self.true_column], labels=True)
         inputs.margins = (0, 0, 0, 0)
+        #: The segmentation comparison's settings (EvaluateParams, as ``napari-cellnet evaluate``'s flags).
+        self.form = ParamsForm(EvaluateParams)
+        self.form.margins = (0, 0, 0, 0)
         self.run_button = PushButton(text="Evaluate")
         self.copy_button = PushButton(text="Copy table", enabled=False)
         self.save_button = PushButton(text="Save CSV…", enabled=False)
@@ -156,7 +163,7 @@ class EvaluateWidget(common.JobWidget, Container):
         self.table.read_only = True
         self.table.min_height = 180
         self.plot = ConfusionPlot()
-        self.extend([inputs, buttons, self.status, self.table])
+        self.extend([inputs, self.form, buttons, self.status, self.table])
         self.native.layout().addWidget(self.plot)
 
         self.runner = JobRunner("Evaluate", self._show, on_state=self._set_running)
@@ -204,7 +211,7 @@ class EvaluateWidget(common.JobWidget, Container):
 
     def _on_mode(self, value: Any = None) -> None:
         seg = self.mode.value == "segmentation"
-        for w in (self.prediction, self.ground_truth, self.iou, self.annotated_only):
+        for w in (self.prediction, self.ground_truth, self.form, self.annotated_only):
             w.visible = seg
         for w in (self.class_layer, self.pred_column, self.true_column):
             w.visible = not seg
@@ -242,9 +249,16 @@ class EvaluateWidget(common.JobWidget, Container):
             self.status.value = why
             return None
         if self.mode.value == "segmentation":
+            try:
+                iou = self.form.value.iou
+            except ValueError as err:
+                show_error(f"Evaluate: {err}")
+                self.status.value = str(err)
+                return None
             pred = np.asarray(self.prediction.value.data)
             gt = np.asarray(self.ground_truth.value.data)
-            iou, annotated = float(self.iou.value), self.annotated_only.value.startswith("annotated")
+            annotated = self.annotated_only.value.startswith("annotated")
+            self._iou = iou
             self._names = (self.prediction.value.name, self.ground_truth.value.name)
             return self.runner.start(lambda: segmentation_job(pred, gt, iou, annotated))
         feats = self.class_layer.value.features
@@ -255,6 +269,7 @@ class EvaluateWidget(common.JobWidget, Container):
 
     def _lock_controls(self, running: bool) -> None:
         self.run_button.enabled = not running
+        self.form.enabled = not running
 
     def _show(self, result: dict[str, Any]) -> None:
         if self._closed:
@@ -270,7 +285,7 @@ class EvaluateWidget(common.JobWidget, Container):
             self.plot.show_matrix(None, [])
             self.status.value = (
                 f"{self._names[0]} vs {self._names[1]} on {len(result['frames'])} frame(s): SEG {r['seg']:.3f}, "
-                f"AP@{self.iou.value:.2f} {r['ap']:.3f}, pixel F1 {r['f1']:.3f}, error rate {r['error_rate']:.4f}; "
+                f"AP@{self._iou:.2f} {r['ap']:.3f}, pixel F1 {r['f1']:.3f}, error rate {r['error_rate']:.4f}; "
                 f"flicker: mask change {fl['mask_change']:.3f}, ID churn {fl['id_churn']:.3f}, {fl['blinks']} blink(s).")
         else:
             r = result["report"]
@@ -317,7 +332,6 @@ class EvaluateWidget(common.JobWidget, Container):
             return None
         show_info(f"Evaluate: table saved to {out}")
         return out
-
 
 
 def _fmt(value: Any) -> str:
