@@ -248,11 +248,21 @@ def load_network(ckpt: Checkpoint, meta: SegmentationMeta, p: SegmentParams, dev
     return net, run
 
 
-def _use_threads(threads: int | None, dev: torch.device) -> None:
+def _use_device(device: Any, threads: int | None) -> torch.device:
+    """The torch device, with torch's CPU threads set (every core by default on the CPU)."""
+    dev = devices.resolve(device) if not isinstance(device, torch.device) else device
     if threads is not None:
         torch.set_num_threads(int(threads))
     elif dev.type == "cpu":
         devices.use_all_cores()
+    return dev
+
+
+def _frames_to_segment(T: int, window: int, edge: str, start: int) -> list[int]:
+    """Frames that get a prediction (all but those ``edge="skip"`` leaves out); checks ``start``."""
+    if not 0 <= int(start) < T:
+        raise ValueError(f"start={start} is outside the movie (frames 0..{T - 1}).")
+    return valid_frames(T, window, edge)
 
 
 def _provenance(ckpt: Checkpoint, meta: SegmentationMeta, p: SegmentParams, axes: str, movie: NormalisedMovie,
@@ -399,26 +409,24 @@ def segment(
     model : Checkpoint or path
         A segmentation checkpoint (see :mod:`napari_cellnet.models.checkpoint`).
     params : SegmentParams, optional
-        Device, post-processing, window, tiling and precision settings (see
-        :class:`~napari_cellnet.segmentation.params.SegmentParams`; None fields mean "the
-        model's"). Default ``SegmentParams()``.
+        Device, post-processing, window, tiling and precision settings; None fields mean
+        "the model's". Default ``SegmentParams()``.
     axes : str, optional
         Axes of ``movie`` (``"TYX"``, ``"TCYX"``, ``"TYXC"``, ``"YX"`` ...); guessed if omitted.
     on_frame : callable, optional
         ``on_frame(t, probability (Y, X) float32, labels (Y, X) int32)`` for every frame in
         order, including zero frames for those skipped under ``edge="skip"``.
     keep, keep_probabilities : bool
-        Keep ``(T, Y, X)`` labels (and probabilities) in the result. The CLI keeps neither
-        and writes frames through ``on_frame`` so memory does not grow with T.
+        Keep ``(T, Y, X)`` labels (and probabilities) in the result (the CLI keeps neither).
     stop_keeps : bool
         On STOP return the frames done so far (True) or raise ``InterruptedError``.
     start : int
-        First frame to segment: resumes a stopped run (normalisation still uses the whole
-        movie, so frames match). Frames before ``start`` stay zero and skip ``on_frame``.
+        First frame: resumes a stopped run (normalisation still uses the whole movie, so
+        frames match). Frames before it stay zero and skip ``on_frame``.
     previous_labels : ndarray of int, shape (Y, X), optional
-        With ``start``: the last finished frame of the earlier run, so IDs continue.
     next_id : int, optional
-        With ``previous_labels``: the first ID the earlier run did not use.
+        With ``start``: the earlier run's last labels and first unused ID, so IDs continue
+        (:meth:`SegmentationResult.resume_arguments` gives all three).
     **overrides
         Fields of :class:`SegmentParams` (``device="cpu"``, ``threads=1``, ``tile=None`` ...).
 
@@ -434,42 +442,51 @@ def segment(
     Raises
     ------
     ValueError
-        For a movie that does not fit the model (channels, window with ``skip``), NaN/inf
-        pixels, a bad checkpoint, an unknown device or parameter; messages name the fix.
+        A movie that does not fit the model, NaN/inf pixels, a bad checkpoint, an unknown
+        device or parameter; messages name the fix.
     """
-    t_start = time.perf_counter()
+    t_start, start = time.perf_counter(), int(start)
     params = (params or SegmentParams()).replace(**overrides)
     params.validate()
     ckpt = load_segmentation_model(model)
     meta = SegmentationMeta.from_checkpoint(ckpt)
     p = resolve_parameters(params, meta)
-    dev = devices.resolve(p.device) if not isinstance(p.device, torch.device) else p.device
-    _use_threads(p.threads, dev)
+    dev = _use_device(p.device, p.threads)
     nmovie = prepare_movie(movie, meta, axes, p.channel)
     T, _, Y, X = nmovie.frames.shape
-    if not 0 <= int(start) < T:
-        raise ValueError(f"start={start} is outside the movie (frames 0..{T - 1}).")
-    valid = valid_frames(T, meta.window, str(p.edge))
+    valid = _frames_to_segment(T, meta.window, str(p.edge), start)
     net, run = load_network(ckpt, meta, p, dev, scaled_shape((Y, X), float(p.scale)))
     provenance = _provenance(ckpt, meta, p, nmovie.frames.axes, nmovie, net, run)
-    matcher = TimeMatcher(p.min_iou)
-    if previous_labels is not None:
-        if tuple(np.shape(previous_labels)) != (Y, X):
-            raise ValueError(f"previous_labels has shape {np.shape(previous_labels)}, frames are {(Y, X)}.")
-        matcher.resume(previous_labels, next_id)
+    matcher = _time_matcher(p.min_iou, previous_labels, next_id, (Y, X))
     state = _Frames((Y, X), meta.window, np.zeros((T, Y, X), np.float32) if keep and keep_probabilities else None,
-                    np.zeros((T, Y, X), np.int32) if keep else None, on_frame, int(start))
-    yield from _segment_frames(net, nmovie, [t for t in valid if t >= int(start)], p, run, matcher, state)
+                    np.zeros((T, Y, X), np.int32) if keep else None, on_frame, start)
+    yield from _segment_frames(net, nmovie, [t for t in valid if t >= start], p, run, matcher, state)
     if state.stopped and not stop_keeps:
         raise InterruptedError("Segmentation stopped.")
     if not state.stopped:
         state.emit_empty_until(T)
     devices.empty_cache(dev)
-    provenance.update(frames_done=len(state.done), frames_total=T, skipped_frames=sorted(set(range(T)) - set(valid)),
-                      start=int(start), stopped=state.stopped, seconds=round(time.perf_counter() - t_start, 3),
-                      oom_retries=list(run.retries), batch_used=run.batch,
-                      stage_seconds={k: round(v, 3) for k, v in state.clock.items()})
-    return _result(state, matcher, provenance)
+    return _result(state, matcher, {**provenance, **_run_summary(state, run, T, valid, start, t_start)})
+
+
+def _run_summary(state: _Frames, run: NetworkRun, T: int, valid: list[int], start: int,
+                 t_start: float) -> dict[str, Any]:
+    """What :attr:`SegmentationResult.params` records once the frames ran (timings, retries)."""
+    return {"frames_done": len(state.done), "frames_total": T, "skipped_frames": sorted(set(range(T)) - set(valid)),
+            "start": int(start), "stopped": state.stopped, "seconds": round(time.perf_counter() - t_start, 3),
+            "oom_retries": list(run.retries), "batch_used": run.batch,
+            "stage_seconds": {k: round(v, 3) for k, v in state.clock.items()}}
+
+
+def _time_matcher(min_iou: float, previous_labels: np.ndarray | None, next_id: int | None,
+                  shape: tuple[int, int]) -> TimeMatcher:
+    """The ID matcher, continuing a stopped run's IDs when its last labels are given."""
+    matcher = TimeMatcher(min_iou)
+    if previous_labels is not None:
+        if tuple(np.shape(previous_labels)) != shape:
+            raise ValueError(f"previous_labels has shape {np.shape(previous_labels)}, frames are {shape}.")
+        matcher.resume(previous_labels, next_id)
+    return matcher
 
 
 def _result(state: _Frames, matcher: TimeMatcher, provenance: dict[str, Any]) -> SegmentationResult:
