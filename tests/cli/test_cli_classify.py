@@ -206,3 +206,78 @@ def test_train_on_image_stack_with_class_csv(tmp_path, capsys):
     assert load_classifier(tmp_path / "sm" / "model.pt").meta["class_names"] == ["blob", "ring"]
     assert main(["train-cls", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "x"), *TRAIN]) == 2
     assert "give --classes" in capsys.readouterr().err
+
+
+def _train_args(argv):
+    from napari_cellnet.cli import build_parser
+
+    return build_parser().parse_args(["train-cls", *argv])
+
+
+def test_train_flags_are_the_parameter_object():
+    from napari_cellnet.classification.params import ClassifierTrainConfig
+    from napari_cellnet.cli.flags import params_from_args
+
+    assert params_from_args(ClassifierTrainConfig, _train_args(["g", "-o", "m"])) == ClassifierTrainConfig()
+    # the command lines of before the parameter object still mean what they meant
+    cfg = params_from_args(ClassifierTrainConfig, _train_args(
+        ["g", "-o", "m", "--crop", "0.5", "--size", "48", "--keep-surroundings", "--aug", "strong", "--fill-mode",
+         "constant", "--no-refit", "--no-mask-neighbours", "--crop-size", "40", "--members", "small_cnn*2,resnet18",
+         "--model-config", "{}", "--balance", "sampler", "--activation", "elu", "--val-fraction", "0"]))
+    prep = cfg.preprocessing
+    assert (prep.size, prep.crop_fraction, prep.align, prep.isolate) == (48, 0.5, "major_axis", False)
+    assert cfg.augment.rotation_range == 180 and cfg.augment.fill_mode == "constant"
+    assert (cfg.refit, cfg.mask_neighbours, cfg.crop_size, cfg.balance, cfg.activation) == (False, False, 40,
+                                                                                            "sampler", "elu")
+    assert [m["arch"] for m in cfg.member_specs()] == ["small_cnn", "small_cnn", "resnet18"]
+    assert cfg.val_fraction == 0.0
+
+
+def test_train_params_json_layers_under_the_flags(tmp_path):
+    from napari_cellnet.classification.params import ClassifierTrainConfig
+    from napari_cellnet.cli.flags import params_from_args
+
+    saved = ClassifierTrainConfig(epochs=7, crop_fraction=0.5, members=[{"arch": "small_cnn", "width": 8}] * 2)
+    path = saved.to_json(tmp_path / "params.json")
+    assert params_from_args(ClassifierTrainConfig, _train_args(["g", "-o", "m", "--params", str(path)])) == saved
+    cfg = params_from_args(ClassifierTrainConfig, _train_args(["g", "-o", "m", "--params", str(path), "--epochs", "3"]))
+    assert (cfg.epochs, cfg.crop_fraction) == (3, 0.5)
+    assert json.loads(path.read_text())["members"] == [{"arch": "small_cnn", "width": 8}] * 2
+
+
+def test_configs_stored_in_checkpoints_read_back():
+    from napari_cellnet.classification.inference import load_classifier
+    from napari_cellnet.classification.params import ClassifierTrainConfig
+    from napari_cellnet.datasets import demo_model_path
+
+    stored = load_classifier(demo_model_path("classification")).meta["train_config"]
+    assert "size" not in stored  # written before the flat input fields existed
+    cfg = ClassifierTrainConfig.from_dict(stored)
+    assert cfg.to_dict()["preprocessing"] == stored["preprocessing"]
+    assert cfg.to_dict()["augment"] == stored["augment"]
+    assert (cfg.crop_fraction, cfg.tta, cfg.val_fraction, cfg.aug) == (0.5, 4, 0.0, None)
+    assert {k: v for k, v in cfg.to_dict().items() if k in stored} == stored
+
+
+def test_spelled_out_choices_are_the_registered_ones():
+    from napari_cellnet.classification import params
+    from napari_cellnet.core.augment import AugmentParams
+    from napari_cellnet.core.optim import OPTIMIZERS, SCHEDULERS
+    from napari_cellnet.models import available_models
+    from napari_cellnet.models.classifier import ACTIVATIONS
+
+    assert set(params.CLASSIFIERS) == set(available_models("classification")) - {"ensemble"}
+    assert params.ACTIVATIONS == ACTIVATIONS
+    assert set(params.OPTIMIZERS) == set(OPTIMIZERS) and set(params.SCHEDULERS) == set(SCHEDULERS)
+    for name in params.AUG_PRESETS:
+        AugmentParams.preset(name)
+
+
+def test_object_crop_options_are_refused_for_a_gallery(trained, gallery, tmp_path, capsys):
+    model = str(trained / "model.pt")
+    assert main(["classify", str(gallery), "--model", model, "-o", str(tmp_path / "p.csv"), "--crop-size", "32"]) == 2
+    assert "--crop-size set how objects of a Labels movie are cropped" in capsys.readouterr().err
+    assert main(["evaluate-cls", str(gallery), "--model", model, "--no-mask-neighbours", "-q"]) == 2
+    assert "--mask-neighbours" in capsys.readouterr().err
+    assert main(["evaluate-cls", str(gallery), "--model", model, "--batch", "0", "-q"]) == 2
+    assert "batch_size must be >= 1" in capsys.readouterr().err

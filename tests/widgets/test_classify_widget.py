@@ -20,9 +20,9 @@ def _widget(make_napari_viewer, qtbot, wait_idle, checkpoint):
     widget = ClassifyWidget(viewer)
     viewer.window.add_dock_widget(widget)
     wait_idle(widget)
-    widget.params.model.value = common.FILE
-    widget.params.checkpoint.value = str(checkpoint)
-    widget.params.device.value = "cpu"
+    widget.model.value = common.FILE
+    widget.checkpoint.value = str(checkpoint)
+    widget.form.controls["device"].value = "cpu"
     return viewer, widget
 
 
@@ -65,6 +65,17 @@ def test_objects_get_classes_in_features_and_a_class_coloured_layer(make_napari_
     out = widget.save_csv(tmp_path / "classes.csv")
     table = io.read_table(out)
     assert len(table["label"]) == n_objects and "annotated_class" in table
+    # the object-crop settings reach the job: the same table as the engine called with them
+    from napari_cellnet.classification.inference import classify
+    from napari_cellnet.core.jobs import run_job
+
+    widget.form.controls["crop_size"].value = "48"
+    widget.form.controls["mask_neighbours"].value = False
+    _run(widget, wait_idle)
+    direct = run_job(classify(gray_classifier, image=images, labels=gt.astype(np.int32), device="cpu",
+                              crop_size=48, mask_neighbours=False))
+    np.testing.assert_allclose(labels.features["p_round"], direct["p_round"], atol=1e-6)
+    assert not np.allclose(f["p_round"], direct["p_round"], atol=1e-4)  # and they changed the crops
 
 
 def test_gallery_stack_gets_a_points_layer_with_classes(make_napari_viewer, qtbot, wait_idle, rgb_classifier):

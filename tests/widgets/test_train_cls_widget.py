@@ -70,7 +70,7 @@ def test_train_on_annotated_objects_with_kfold(make_napari_viewer, qtbot, wait_i
     assert int(np.sum(widget.confusion.matrix)) == len(rows)  # every object scored once out of fold
     _plot_shows_the_history(widget.plot, result.history)
     assert {k for k in widget.plot.runs["fold1"]} >= {"accuracy", "balanced_accuracy"}  # a validation split
-    assert classify.params.model.value == str(result.checkpoint)
+    assert classify.model.value == str(result.checkpoint)
     assert "accuracy" in widget.status.value and "now selectable in Classify" in widget.status.value
 
 

@@ -12,7 +12,9 @@ Three sources, one engine (:func:`napari_cellnet.classification.inference.classi
   a Points layer ``<image> classes`` (one point per frame, the class written on it).
 * **folder**: images in a folder (and its class sub-folders); results as a table only.
 
-Every result can be saved as CSV. To build training data, pick a class name and switch on
+The run's settings are a :class:`~napari_cellnet.widgets._params.ParamsForm` of
+:class:`~napari_cellnet.classification.params.ClassifyParams`, the object ``napari-cellnet
+classify`` reads. Every result can be saved as CSV. To build training data, pick a class name and switch on
 "annotate": each click on an object writes that class to the ``annotated_class`` column
 of the Labels layer's features (optionally to every frame of the same ID). Train
 classifier then trains on those rows, and Evaluate compares ``class`` with
@@ -29,9 +31,11 @@ import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info
 
+from napari_cellnet.classification.params import ClassifyParams
 from napari_cellnet.widgets import _common as common
 from napari_cellnet.widgets._jobs import JobRunner, cpu_threads
 from napari_cellnet.widgets._layers import add_or_update
+from napari_cellnet.widgets._params import ParamsForm
 
 MODES = ("objects (Image + Labels)", "image stack (one cell per frame)", "folder of images")
 OBJECTS, STACK, FOLDER = MODES
@@ -39,39 +43,6 @@ ANNOTATION = "annotated_class"
 # colours of classes 1..K in the class layer (tab10)
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
-
-
-def classify_parameters(
-    model: str = common.DEMO,
-    checkpoint: str = "",
-    device: str = "auto",
-    tta: int = 1,
-    batch_size: int = 128,
-) -> None:
-    """Classification settings (persisted).
-
-    Parameters
-    ----------
-    model : str
-        The bundled demo classifier, a model trained in this session, or a checkpoint file.
-    checkpoint : str
-        The ``.pt`` file when ``model`` is "Checkpoint file…".
-    device : str
-        ``auto``, ``cpu``, ``cuda:N`` or ``mps``.
-    tta : int
-        Test-time augmentation: average over this many flips/rotations (1 = off, up to 8).
-    batch_size : int
-        Images per forward pass.
-    """
-
-
-PARAM_OPTIONS: dict[str, Any] = {
-    "model": {"widget_type": "ComboBox", "choices": common.model_choices("classification")},
-    "checkpoint": {"label": "checkpoint file"},
-    "device": {"widget_type": "ComboBox", "choices": common.device_choices},
-    "tta": {"min": 1, "max": 8, "label": "test-time augmentation"},
-    "batch_size": {"min": 1, "max": 4096, "label": "batch size"},
-}
 
 
 def class_image(labels: np.ndarray, table: dict[str, Any], column: str, class_names: list[str]) -> np.ndarray:
@@ -125,18 +96,22 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
         self.image = common.layer_picker(self.viewer, "Image", "image")
         self.label_layer = common.layer_picker(self.viewer, "Labels", "objects (labels)")
         self.folder = LineEdit(label="folder", tooltip="A folder of cell images (sub-folders = known classes).")
-        inputs = Container(widgets=[self.mode, self.image, self.label_layer, self.folder], labels=True)
+        self.model = ComboBox(label="model", choices=common.model_choices("classification"),
+                              tooltip="The bundled demo classifier, a model trained in this session, or a file")
+        self.checkpoint = LineEdit(label="checkpoint file", tooltip="The .pt file when model is 'Checkpoint file…'")
+        inputs = Container(widgets=[self.mode, self.image, self.label_layer, self.folder, self.model, self.checkpoint],
+                           labels=True)
         inputs.margins = (0, 0, 0, 0)
-        self.params = common.parameter_panel(classify_parameters, **PARAM_OPTIONS)
-        self.params.margins = (0, 0, 0, 0)
+        self.form = ParamsForm(ClassifyParams, controls={"device": common.device_picker()})
+        self.form.margins = (0, 0, 0, 0)
+        self.params = self.form  # what DeviceProbing fills (params.device)
         self.browse_model = PushButton(text="Browse for a classifier…")
         self.model_note = common.note("")
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.save_button = PushButton(text="Save CSV…", enabled=False)
-        self.defaults_button = PushButton(text="Restore defaults")
-        buttons = Container(widgets=[self.run_button, self.stop_button, self.save_button, self.defaults_button],
-                            layout="horizontal", labels=False)
+        buttons = Container(widgets=[self.run_button, self.stop_button, self.save_button], layout="horizontal",
+                            labels=False)
         buttons.margins = (0, 0, 0, 0)
         # annotation
         self.annotate_class = LineEdit(label="class to annotate", value="",
@@ -148,16 +123,15 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
                                labels=True)
         annotation.margins = (0, 0, 0, 0)
         self.status = common.note("")
-        self.extend([inputs, self.params, self.browse_model, self.model_note, buttons, self.status, annotation])
+        self.extend([inputs, self.browse_model, self.model_note, self.form, buttons, self.status, annotation])
 
         self.runner = JobRunner("Classify", self._show, on_state=self._set_running)
         self.mode.changed.connect(self._on_mode)
-        self.params.model.changed.connect(self._on_model)
+        self.model.changed.connect(self._on_model)
         self.browse_model.changed.connect(self._browse)
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.runner.stop)
         self.save_button.changed.connect(lambda: self.save_csv())
-        self.defaults_button.changed.connect(lambda: common.restore_defaults(self.params, classify_parameters))
         self.annotate.changed.connect(self._toggle_annotation)
         self.label_layer.changed.connect(self._labels_changed)
         common.MODELS.added.connect(self._on_model_added)
@@ -172,18 +146,20 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
         self.image.visible = mode in (OBJECTS, STACK)
         self.label_layer.visible = mode == OBJECTS
         self.folder.visible = mode == FOLDER
+        for name in ("crop_size", "mask_neighbours"):  # how object crops are cut
+            self.form.controls[name].visible = mode == OBJECTS
 
     def _on_model(self, value: Any = None) -> None:
-        own = self.params.model.value == common.FILE
-        self.params.checkpoint.visible = own
+        own = self.model.value == common.FILE
+        self.checkpoint.visible = own
         self.browse_model.visible = own
 
     def _on_model_added(self, task: str, path: str) -> None:
         if task != "classification" or self._closed:
             return
         try:
-            self.params.model.reset_choices()
-            self.params.model.value = path
+            self.model.reset_choices()
+            self.model.value = path
         except RuntimeError:
             pass
 
@@ -192,7 +168,7 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
 
         path, _ = QFileDialog.getOpenFileName(self.native, "Classification model", "", "napari-cellnet model (*.pt)")
         if path:
-            self.params.checkpoint.value = path
+            self.checkpoint.value = path
 
     def check_inputs(self) -> str | None:
         """Why Run cannot start (None when it can)."""
@@ -225,16 +201,17 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
             why = self.check_inputs()
             if why:
                 raise ValueError(why)
-            path = common.resolve_model(self.params.model.value, self.params.checkpoint.value, "classification")
+            path = common.resolve_model(self.model.value, self.checkpoint.value, "classification")
+            params: ClassifyParams = self.form.value  # type: ignore[assignment]
         except (ValueError, FileNotFoundError) as err:
             show_error(f"Classify: {err}")
             self.status.value = str(err)
             return None
         mode = self.mode.value
-        kwargs: dict[str, Any] = {"device": self.params.device.value, "tta": int(self.params.tta.value),
-                                  "batch_size": int(self.params.batch_size.value)}
+        kwargs: dict[str, Any] = {"device": params.device, "tta": params.tta, "batch_size": params.batch_size}
         if mode == OBJECTS:
-            kwargs.update(image=np.asarray(self.image.value.data), labels=np.asarray(self.label_layer.value.data))
+            kwargs.update(image=np.asarray(self.image.value.data), labels=np.asarray(self.label_layer.value.data),
+                          crop_size=params.crop_size, mask_neighbours=params.mask_neighbours)
         elif mode == STACK:
             kwargs.update(stack=np.asarray(self.image.value.data))
         else:
@@ -251,12 +228,13 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
             self._class_names_pending = list(ckpt.meta["class_names"])
             return classify(ckpt, **kwargs)
 
-        return self.runner.start(make_job, threads=cpu_threads())
+        return self.runner.start(make_job, threads=params.threads or cpu_threads())
 
     def _lock_controls(self, running: bool) -> None:
         self.run_button.enabled = not running
         self.stop_button.enabled = running
-        self.params.enabled = not running
+        self.form.enabled = not running
+        self.model.enabled = self.checkpoint.enabled = not running
 
     def _show(self, table: dict[str, Any]) -> None:
         if self._closed:
