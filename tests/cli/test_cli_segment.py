@@ -45,6 +45,14 @@ def test_segment_round_trip_on_c2c12(tmp_path, ckpt, capsys):
     params = json.loads((out / "images_segment.json").read_text())
     assert params["window"] == 3 and params["edge"] == "reflect" and params["frames_done"] == 10
     assert params["checkpoint"] == str(ckpt) and params["stopped"] is False
+    # the run's settings are kept, and --params reads them back (flags typed after it override them)
+    from napari_cellnet.segmentation.params import SegmentParams
+
+    assert params["settings"] == SegmentParams(threads=1).to_dict()
+    argv = ["segment", str(movie), "-o", str(out), "--params", str(out / "images_segment.json")]
+    assert cli_segment.segment_params(cli.build_parser().parse_args(argv)) == SegmentParams(threads=1)
+    again = cli_segment.segment_params(cli.build_parser().parse_args([*argv, "--threshold", "0.4", "--no-drift"]))
+    assert again == SegmentParams(threads=1, threshold=0.4, drift=False)
     tracks = (out / "images_tracks.csv").read_text().splitlines()
     assert tracks[0] == "track_id,t,y,x" and len(tracks) - 1 == len(ref.tracks)
     assert (out / "images_objects.csv").read_text().startswith("frame,label,area,centroid_y,centroid_x")

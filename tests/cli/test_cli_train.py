@@ -101,3 +101,73 @@ def test_train_seg_bad_input_is_one_line(tmp_path, capsys):
     assert "No such file" in capsys.readouterr().err
     assert main([*base, "--labels", str(labels), "--frames", "0", "--val-frames", "0"]) == 2
     assert "both training and validation" in capsys.readouterr().err
+
+
+def test_preset_layering_defaults_json_preset_flags(tmp_path):
+    from napari_cellnet.segmentation.params import TrainSegParams
+
+    saved = TrainSegParams(window=1, epochs=3, optimizer="adamax", lr=0.01, patch_size=32).to_json(tmp_path / "p.json")
+    # --params alone: the JSON as saved
+    p = build_params(_args("--params", str(saved)))
+    assert (p.window, p.epochs, p.optimizer, p.lr, p.patch_size) == (1, 3, "adamax", 0.01, 32)
+    # a preset over the JSON sets the preset's fields, keeps the JSON's others; flags override both
+    p = build_params(_args("--params", str(saved), "--preset", "stemnet", "--lr", "0.1"))
+    assert (p.preset, p.optimizer, p.momentum, p.patch_size, p.classes) == ("stemnet", "sgd", 0.2, 256, 2)
+    assert (p.lr, p.window, p.epochs) == (0.1, 1, 3)
+    assert p == TrainSegParams.from_json(saved).with_preset("stemnet").replace(lr=0.1)
+    # the flag order does not matter: a flag always beats the preset
+    assert build_params(_args("--lr", "0.1", "--preset", "stemnet", "--params", str(saved))) == p
+    # "light" puts every field a preset sets back to the defaults, and nothing else
+    stem = TrainSegParams.from_preset("stemnet", epochs=5).to_json(tmp_path / "stem.json")
+    p = build_params(_args("--params", str(stem), "--preset", "light"))
+    assert p == TrainSegParams(epochs=5)
+    # bad values are refused with what to change
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        build_params(_args("--params", str(TrainSegParams().replace(optimizer="lbfgs").to_json(tmp_path / "b.json"))))
+    with pytest.raises(ValueError, match="one list per movie"):
+        build_params(build_parser().parse_args(["train-seg", "--images", "a.tif", "--images", "b.tif", "--labels",
+                                                "a.tif", "--labels", "b.tif", "-o", "o", "--frames", "0,2"]))
+    two = build_parser().parse_args(["train-seg", "--images", "a.tif", "--images", "b.tif", "--labels", "a.tif",
+                                     "--labels", "b.tif", "-o", "o", "--frames", "0,2;1", "--val-frames", "none"])
+    assert (build_params(two).frames, build_params(two).val_frames) == ([[0, 2], [1]], [])
+
+
+def _flags_in_help(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["train-seg", "segment", "evaluate"])
+def test_help_lists_every_field_flag(command, capsys):
+    from napari_cellnet.cli.app import PARAMS
+
+    text = _flags_in_help(command, capsys)
+    cls = PARAMS[command]
+    for info in cls.infos():
+        assert info.flag in text, info.name
+    assert "--params" in text
+    assert len(cls.infos()) >= {"train-seg": 40, "segment": 15, "evaluate": 1}[command]
+
+
+def test_params_module_is_torch_free_and_names_the_engines_choices():
+    import subprocess
+    import sys
+
+    code = "import sys, napari_cellnet.segmentation.params as p; p.TrainSegParams().validate(); " \
+           "p.SegmentParams().validate(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]
+    from napari_cellnet.core import optim
+    from napari_cellnet.segmentation import losses, params
+
+    assert set(params.OPTIMIZERS) == set(optim.OPTIMIZERS) and set(params.SCHEDULERS) == set(optim.SCHEDULERS)
+    assert params.LOSSES == losses.LOSSES
+
+
+def test_frame_lists_round_trip():
+    from napari_cellnet.segmentation.params import format_frames, parse_frames
+
+    for frames in ([0, 2, 4], [0, 1, 2, 5, 7, 8], [], [[0, 2], [1]], [[], [3]]):
+        assert parse_frames(format_frames(frames)) == frames
+    assert format_frames([0, 1, 2, 5]) == "0-2,5" and format_frames([]) == "none" and format_frames(None) == "auto"
