@@ -174,7 +174,8 @@ class _MovieFrames:
 
 
 def resolve_parameters(params: SegmentParams, meta: SegmentationMeta) -> SegmentParams:
-    """``params`` with every "the model's" (None) setting filled in from the checkpoint."""
+    """``params`` with every "the model's" (None) setting filled in from the checkpoint
+    (threshold, min_size, edge, drift and scale are never None afterwards)."""
     return params.replace(
         threshold=meta.threshold if params.threshold is None else float(params.threshold),
         min_size=meta.min_size if params.min_size is None else int(params.min_size),
@@ -322,7 +323,7 @@ def _network_step(net: Any, movie: NormalisedMovie, chunk: list[int], p: Segment
                   state: _Frames, n_todo: int) -> Generator[Progress, Any, np.ndarray | None]:
     """Probabilities ``(B, classes, Y, X)`` of the frames ``chunk`` on the movie's grid; None when stopped."""
     tick = time.perf_counter()
-    shape = scaled_shape(state.shape, float(p.scale)) if p.scale != 1.0 else None
+    shape = scaled_shape(state.shape, p.scale or 1.0) if p.scale != 1.0 else None
     wins = np.stack([frame_window(movie, t, state.window, str(p.edge), bool(p.drift), shape) for t in chunk])
     state.clock["read_prepare"] += time.perf_counter() - tick
     tick = time.perf_counter()
@@ -348,7 +349,7 @@ def _postprocess_frame(t: int, prob: np.ndarray, p: SegmentParams, matcher: Time
     state.emit_empty_until(t)
     tick = time.perf_counter()
     fg = (1.0 - prob[0]).astype(np.float32)
-    lab = matcher.update(probabilities_to_labels(prob, threshold=float(p.threshold), min_size=int(p.min_size),
+    lab = matcher.update(probabilities_to_labels(prob, threshold=p.threshold or 0.5, min_size=p.min_size or 0,
                                                  split=p.split))
     ids, area, cy, cx = frame_centroids(lab)
     for k, v in zip(FEATURES, (np.full(len(ids), t, np.int64), ids, area, cy, cx), strict=True):
@@ -455,7 +456,7 @@ def segment(
     nmovie = prepare_movie(movie, meta, axes, p.channel)
     T, _, Y, X = nmovie.frames.shape
     valid = _frames_to_segment(T, meta.window, str(p.edge), start)
-    net, run = load_network(ckpt, meta, p, dev, scaled_shape((Y, X), float(p.scale)))
+    net, run = load_network(ckpt, meta, p, dev, scaled_shape((Y, X), p.scale or 1.0))
     provenance = _provenance(ckpt, meta, p, nmovie.frames.axes, nmovie, net, run)
     matcher = _time_matcher(p.min_iou, previous_labels, next_id, (Y, X))
     state = _Frames((Y, X), meta.window, np.zeros((T, Y, X), np.float32) if keep and keep_probabilities else None,
