@@ -1,6 +1,6 @@
 """Reproduce the shipped HuSHeM demo classifier (``resources/models/classification_demo.pt``).
 
-Recipe (the defaults of ``napari-cellnet train-cls`` plus ``--crop 0.5 --tta 4 --members
+Recipe (the defaults of ``napari-cellnet train-cls`` plus ``--val-fraction 0 --crop 0.5 --tta 4 --members
 small_cnn*3,mobilenet_v2,resnet18:width=32``): every head aligned upright and isolated
 (``align="major_axis", isolate=True``), the central 50 % of each 131 px image as 64 px RGB
 input, the ``aligned`` augmentation at 3x, AdamW lr 3e-3 + cosine with 2 warm-up epochs, label
