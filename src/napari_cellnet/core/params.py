@@ -120,9 +120,12 @@ class ParamInfo:
         text = str(text).strip()
         if text == "" and self.optional:
             return None
-        try:
-            if self.spec.parse is not None:
+        if self.spec.parse is not None:
+            try:
                 return self.spec.parse(text)
+            except (ValueError, TypeError) as err:  # the parser knows its syntax: keep its words
+                raise ValueError(f"{self.name}: {err}") from None
+        try:
             if self.type is bool:
                 low = text.lower()
                 if low not in ("true", "false", "1", "0", "yes", "no", "on", "off"):

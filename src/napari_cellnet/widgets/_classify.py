@@ -104,7 +104,6 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
         inputs.margins = (0, 0, 0, 0)
         self.form = ParamsForm(ClassifyParams, controls={"device": common.device_picker()})
         self.form.margins = (0, 0, 0, 0)
-        self.params = self.form  # what DeviceProbing fills (params.device)
         self.browse_model = PushButton(text="Browse for a classifier…")
         self.model_note = common.note("")
         self.run_button = PushButton(text="Run")

@@ -14,13 +14,11 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from magicgui import magicgui
-from magicgui.widgets import ComboBox, FunctionGui, Label
+from magicgui.widgets import ComboBox, Label
 from psygnal import Signal
 
 _ERROR_STYLE = "background-color: #6b2c2c;"
@@ -126,25 +124,6 @@ def disconnect_picker(viewer: Any, box: ComboBox) -> None:
 # --------------------------------------------------------------------------- parameters
 
 
-def parameter_panel(func: Callable[..., Any], **options: Any) -> FunctionGui:
-    """A persisted magicgui panel of ``func``'s parameters, without a call button."""
-    return magicgui(func, persist=True, call_button=False, auto_call=False, labels=True, **options)
-
-
-def restore_defaults(panel: FunctionGui, func: Callable[..., Any]) -> None:
-    """Set every field of ``panel`` back to the default of ``func``'s signature."""
-    for name, param in inspect.signature(func).parameters.items():
-        if param.default is inspect.Parameter.empty:
-            continue
-        widget = getattr(panel, name, None)
-        if widget is None:
-            continue
-        try:
-            widget.value = param.default
-        except (ValueError, TypeError):
-            pass
-
-
 def set_invalid(widget: Any, why: str | None) -> None:
     """Tint a field red with ``why`` as its tooltip, or clear the tint (``why=None``)."""
     widget.native.setStyleSheet(_ERROR_STYLE if why else "")
@@ -218,7 +197,7 @@ def field_value(form: Any, name: str) -> Any:
     ValueError
         When the text cannot be read (the message names the field and says what it takes).
     """
-    return form._read(name)  # the form's own text -> value (one field, not the whole object)
+    return form.read(name)
 
 
 class JobWidget:
@@ -261,11 +240,11 @@ class JobWidget:
 class DeviceProbing:
     """Mixin for job widgets: fills the device list in a background thread (probing CUDA
     imports torch, which must not happen while napari loads the widget) and reports busy
-    while that probe or the job runs. Expects ``runner``, ``params.device``, ``_closed``
-    and ``_probe_worker`` on the widget."""
+    while that probe or the job runs. Expects ``runner``, ``form`` (a ParamsForm with a
+    ``device`` field), ``_closed`` and ``_probe_worker`` on the widget."""
 
     runner: Any
-    params: Any
+    form: Any
     _closed: bool
     _probe_worker: Any
 
@@ -281,10 +260,11 @@ class DeviceProbing:
         def done(devices: dict[str, str]) -> None:
             if self._closed:
                 return
-            current = self.params.device.value
-            self.params.device.reset_choices()
+            picker = self.form.controls["device"]
+            current = picker.value
+            picker.reset_choices()
             if current in devices:
-                self.params.device.value = current
+                picker.value = current
 
         worker.returned.connect(done)
         worker.finished.connect(lambda: setattr(self, "_probe_worker", None))

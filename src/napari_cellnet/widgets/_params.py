@@ -121,7 +121,8 @@ class ParamsForm(Container):
             self.changed.connect(self._remember)
 
     # ------------------------------------------------------------------ value
-    def _read(self, name: str) -> Any:
+    def read(self, name: str) -> Any:
+        """One field as the parameter object would hold it (ValueError names the field)."""
         info, control = self.infos[name], self.controls[name]
         if not isinstance(control, LineEdit):
             return control.value
@@ -133,7 +134,7 @@ class ParamsForm(Container):
     @property
     def value(self) -> Params:  # type: ignore[override]
         """The parameter object the controls show (validated; ValueError says what to change)."""
-        params = self.params_class(**{n: self._read(n) for n in self.infos})
+        params = self.params_class(**{n: self.read(n) for n in self.infos})
         params.validate()
         return params
 

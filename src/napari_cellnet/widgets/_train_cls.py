@@ -58,7 +58,6 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
         self.data_note = common.note("")
         self.form = ParamsForm(ClassifierTrainConfig, controls={"device": common.device_picker()})
         self.form.margins = (0, 0, 0, 0)
-        self.params = self.form  # what DeviceProbing fills (params.device)
         self.output_folder = LineEdit(label="output folder",
                                       tooltip="model.pt, fold models, report.json and history.csv go here (CLI -o)")
         self.train_button = PushButton(text="Train")
