@@ -197,7 +197,7 @@ def test_params_round_trip_and_presets(tmp_path):
         TrainSegParams.from_preset("big")
     with pytest.raises(ValueError, match="best_metric must be one of"):
         TrainSegParams(best_metric="acc").validate()
-    with pytest.raises(ValueError, match="Unknown optimiser 'lbfgs'"):
+    with pytest.raises(ValueError, match="optimizer must be one of .*; got 'lbfgs'"):
         TrainSegParams(optimizer="lbfgs").validate()
     with pytest.raises(ValueError, match="odd number of frames"):
         TrainSegParams(window=4).validate()

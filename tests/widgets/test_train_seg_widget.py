@@ -96,7 +96,7 @@ def test_bad_inputs_disable_train_with_a_reason(make_napari_viewer, qtbot, wait_
     widget.form.controls["val_frames"].value = "3, 12"
     assert not widget.train_button.enabled and "outside the movie" in widget.frames_note.value
     widget.form.controls["val_frames"].value = "first"
-    assert not widget.train_button.enabled and "cannot read 'first'" in widget.frames_note.value
+    assert not widget.train_button.enabled and "Cannot read frame list 'first'" in widget.frames_note.value
     widget.form.controls["val_frames"].value = "auto"
     assert widget.train_button.enabled
     widget.output_folder.value = ""
