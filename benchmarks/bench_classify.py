@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, arch, net_config, model_kw in runs:
         cfg = ClassifierTrainConfig(arch="small_cnn" if args.members else arch, **model_kw, epochs=args.epochs,
                                     folds=args.folds,
-                                    preprocessing=prep, aug_rate=args.aug_rate, lr=args.lr,
+                                    **ClassifierTrainConfig.flat_preprocessing(prep), aug_rate=args.aug_rate, lr=args.lr,
                                     batch_size=args.batch_size, tta=args.tta, seed=args.seed,
                                     refit=args.refit, threads=args.threads,
                                     augment=AugmentParams.preset(args.aug), mixup=args.mixup,

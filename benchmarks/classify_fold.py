@@ -25,7 +25,7 @@ def config(over):
     over = dict(over)
     prep = Preprocessing(**{"size": 64, "channels": "rgb", "crop_fraction": 0.8, **over.pop("prep", {})})
     aug = over.pop("aug", None)
-    kw = dict(arch="small_cnn", epochs=30, folds=5, preprocessing=prep, aug_rate=3, lr=3e-3, batch_size=32,
+    kw = dict(arch="small_cnn", epochs=30, folds=5, **ClassifierTrainConfig.flat_preprocessing(prep), aug_rate=3, lr=3e-3, batch_size=32,
               tta=8, seed=0, refit=True, threads=1, val_fraction=0.0)  # last-epoch models, as the demo
     kw.update(over)
     if aug is not None:

@@ -96,7 +96,28 @@ def test_cuda_prediction_matches_cpu_and_training_runs_on_cuda(tmp_path):
     x[labels == 1, :, 4:12, 4:12] += 2.0  # class 1: a bright square
     samples = SampleSet(x, labels, ["dark", "bright"], preprocessing=Preprocessing(size=16, channels="gray"))
     cfg = ClassifierTrainConfig(model_config={"width": 8, "blocks": 2}, epochs=5, batch_size=8, folds=2,
-                                refit=False, device="cuda", preprocessing=Preprocessing(size=16))
+                                refit=False, device="cuda", **ClassifierTrainConfig.flat_preprocessing(Preprocessing(size=16)))
     result = run_job(train_classifier(samples, cfg))
     assert result.summary["device"].startswith("cuda")
     assert result.summary["accuracy"]["mean"] >= 0.9
+
+
+def test_classify_takes_its_parameter_object_and_restores_torch_threads():
+    from napari_cellnet import datasets
+    from napari_cellnet.classification.inference import classify
+    from napari_cellnet.classification.params import ClassifyParams
+
+    model = datasets.demo_model_path("classification")
+    folder = datasets.hushem_dir() / "01_Normal"
+    before = torch.get_num_threads()
+    by_object = run_job(classify(model, folder=folder, params=ClassifyParams(device="cpu", tta=2, threads=1)))
+    assert torch.get_num_threads() == before
+    by_keywords = run_job(classify(model, folder=folder, device="cpu", tta=2))
+    np.testing.assert_array_equal(by_object["class_index"], by_keywords["class_index"])
+    np.testing.assert_allclose(by_object["confidence"], by_keywords["confidence"], atol=1e-6)
+    one_view = run_job(classify(model, folder=folder, params=ClassifyParams(device="cpu"), tta=1))
+    assert not np.allclose(one_view["confidence"], by_object["confidence"])  # the override took effect
+    with pytest.raises(ValueError, match=r"Unknown classify parameter\(s\) \['amp'\]"):
+        run_job(classify(model, folder=folder, amp="fp16"))
+    with pytest.raises(ValueError, match="tta must be <= 8"):
+        run_job(classify(model, folder=folder, tta=9))

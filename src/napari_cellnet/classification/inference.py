@@ -15,9 +15,10 @@ saw its training cells.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from napari_cellnet.classification.data import (
     prepare_images,
 )
 from napari_cellnet.classification.meta import ClassifierMeta
+from napari_cellnet.classification.params import ClassifyParams
 from napari_cellnet.core import device as devices
 from napari_cellnet.core.jobs import STOP, Progress
 from napari_cellnet.core.metrics import classification_report
@@ -171,11 +173,8 @@ def classify(
     stack: np.ndarray | None = None,
     image: np.ndarray | None = None,
     labels: np.ndarray | None = None,
-    device: str = "auto",
-    batch_size: int = 128,
-    tta: int = 1,
-    crop_size: int | None = None,
-    mask_neighbours: bool | None = None,
+    params: ClassifyParams | None = None,
+    **overrides: Any,
 ) -> Generator[Progress, Any, dict[str, Any]]:
     """Classify a gallery folder, an image stack, or the objects of a Labels layer.
 
@@ -188,12 +187,18 @@ def classify(
     are kept as ``true_class`` when they match the model's classes), ``stack``
     (``(N, Y, X[, 3])``) or ``image`` + ``labels`` (a movie and its Labels layer).
 
+    ``params`` (:class:`~napari_cellnet.classification.params.ClassifyParams`, the object the
+    widget and ``napari-cellnet classify`` build) holds the choices; keywords named like its
+    fields (``device="cpu"``, ``tta=4`` ...) override it.
+
     Returns
     -------
     dict of ndarray
         See :func:`result_table`; for objects the rows are ordered by frame, then label.
         An image whose Labels layer has no object gives an empty table (no error).
     """
+    p = (params or ClassifyParams()).replace(**overrides)
+    p.validate()
     ckpt = model if isinstance(model, Checkpoint) else load_classifier(model)
     meta = ClassifierMeta.from_dict(ckpt.meta, ckpt.path or "the checkpoint")
     prep, names = meta.preprocessing, meta.class_names
@@ -206,16 +211,29 @@ def classify(
         samples = load_image_stack(stack, None, names, prep)
     else:
         samples = load_objects(image, labels, None, names, prep,  # type: ignore[arg-type]
-                               **meta.crop_options(crop_size, mask_neighbours))
+                               **meta.crop_options(p.crop_size, p.mask_neighbours))
     if samples.images.shape[1] != prep.n_channels:
         raise ValueError(f"The model expects {prep.n_channels}-channel input but got {samples.images.shape[1]}.")
-    dev = devices.resolve(device)
+    dev = devices.resolve(p.device)
     net = ckpt.build(dev)
     t0 = time.perf_counter()
-    proba = yield from predict_proba(net, samples.images, dev, batch_size, tta, prep.align != "none")
+    with _torch_threads(p.threads):
+        proba = yield from predict_proba(net, samples.images, dev, p.batch_size, p.tta, prep.align != "none")
     table = result_table(samples, proba, names)
     table["_seconds"] = time.perf_counter() - t0  # type: ignore[assignment]
     return table
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` for the block (None: left as they are), then restored."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load_folder_for_prediction(folder: str | os.PathLike[str], prep: Preprocessing,
@@ -241,9 +259,8 @@ def load_folder_for_prediction(folder: str | os.PathLike[str], prep: Preprocessi
 def evaluate(
     model: str | os.PathLike[str] | Checkpoint,
     dataset: str | os.PathLike[str],
-    device: str = "auto",
-    batch_size: int = 128,
-    tta: int = 1,
+    params: ClassifyParams | None = None,
+    **overrides: Any,
 ) -> Generator[Progress, Any, dict[str, Any]]:
     """Score a model on a class-folder dataset whose class names are the model's.
 
@@ -258,6 +275,8 @@ def evaluate(
     ValueError
         If a class folder of the dataset is not a class of the model (both lists named).
     """
+    p = (params or ClassifyParams()).replace(**overrides)
+    p.validate()
     ckpt = model if isinstance(model, Checkpoint) else load_classifier(model)
     meta = ClassifierMeta.from_dict(ckpt.meta, ckpt.path or "the checkpoint")
     names = meta.class_names
@@ -270,9 +289,11 @@ def evaluate(
         )
     remap = np.asarray([names.index(c) for c in samples.class_names])
     samples = SampleSet(samples.images, remap[samples.labels], names, samples.sources, samples.preprocessing)
-    net = ckpt.build(devices.resolve(device))
-    proba = yield from predict_proba(net, samples.images, devices.resolve(device), batch_size, tta,
-                                     samples.preprocessing.align != "none")
+    dev = devices.resolve(p.device)
+    net = ckpt.build(dev)
+    with _torch_threads(p.threads):
+        proba = yield from predict_proba(net, samples.images, dev, p.batch_size, p.tta,
+                                         samples.preprocessing.align != "none")
     done = ~np.isnan(proba).any(axis=1)
     report = classification_report(samples.labels[done], proba[done].argmax(1), proba[done], names)
     return {"report": report, "table": result_table(samples, proba, names)}

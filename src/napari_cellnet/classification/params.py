@@ -10,7 +10,6 @@ against the model registry.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from dataclasses import dataclass, fields
@@ -74,8 +73,8 @@ class ClassifierTrainConfig(Params):
     aligns every cell upright and blanks its surroundings, which raised HuSHeM 5-fold
     accuracy from 0.77 to 0.89 (docs/classification.md).
 
-    ``preprocessing=`` (a Preprocessing or its dict) is still accepted by the constructor
-    and sets the flat fields; ``augment=`` (an AugmentParams or its dict) gives a custom
+    ``**ClassifierTrainConfig.flat_preprocessing(prep)`` sets the flat fields from a
+    Preprocessing (or its dict); ``augment=`` (an AugmentParams or its dict) gives a custom
     augmentation from Python, used when neither ``aug`` nor ``fill_mode`` is set (those two
     define the augmentation when given). :meth:`to_dict` writes the nested
     ``"preprocessing"`` and ``"augment"`` dictionaries checkpoints have always stored, and
@@ -218,7 +217,10 @@ class ClassifierTrainConfig(Params):
                 "pad_mode": prep.pad_mode, "crop_fraction": prep.crop_fraction, "align": prep.align,
                 "keep_surroundings": prep.align != "none" and not prep.isolate}
 
-    def _preprocessing(self) -> Preprocessing:
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The :class:`~napari_cellnet.classification.data.Preprocessing` of the input fields
+        (made whenever it is read, so ``replace(cfg, size=32)`` can never leave a stale one)."""
         return Preprocessing(size=self.size, channels=self.channels, normalisation=self.normalisation,
                              percentiles=(self.norm_low, self.norm_high), pad_mode=self.pad_mode,
                              crop_fraction=self.crop_fraction, align=self.align,
@@ -297,7 +299,8 @@ class ClassifierTrainConfig(Params):
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"Unknown {cls.JOB} parameter(s) {unknown}; valid: {sorted(names)}.")
-        return cls(**d, preprocessing=prep)
+        flat = cls.flat_preprocessing(prep) if prep is not None else {}
+        return cls(**{**flat, **d})  # fields stored by name win over the nested dictionary
 
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the parameters as ``params.json``: the front-end fields (and a custom
@@ -309,27 +312,6 @@ class ClassifierTrainConfig(Params):
         if self.augment is not None and self.chosen_augment() is None:
             d["augment"] = self.augment.to_dict()
         return write_json(path, dict(sorted(d.items())))
-
-
-def _accept_preprocessing(init: Any) -> Any:
-    """Let the constructor take ``preprocessing=`` (fields given by name win over it)."""
-
-    @functools.wraps(init)
-    def __init__(self: ClassifierTrainConfig, *args: Any,
-                 preprocessing: Preprocessing | dict[str, Any] | None = None, **kw: Any) -> None:
-        if preprocessing is not None:
-            kw = {**ClassifierTrainConfig.flat_preprocessing(preprocessing), **kw}
-        init(self, *args, **kw)
-
-    return __init__
-
-
-# ``preprocessing`` is no field: it is made from the input fields whenever it is read, so
-# ``dataclasses.replace(cfg, size=32)`` (which passes every field) cannot bring back a stale one.
-ClassifierTrainConfig.__init__ = _accept_preprocessing(ClassifierTrainConfig.__init__)  # type: ignore[method-assign]
-ClassifierTrainConfig.preprocessing = property(  # type: ignore[attr-defined]
-    ClassifierTrainConfig._preprocessing,
-    doc="The :class:`~napari_cellnet.classification.data.Preprocessing` of the input fields.")
 
 
 @dataclass

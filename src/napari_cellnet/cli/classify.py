@@ -29,13 +29,6 @@ def _say(*parts: str) -> None:
     sys.stdout.write(" ".join(parts) + "\n")
 
 
-def _threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
-
-
 def _model_path(value: str | None) -> str:
     if value in (None, "demo"):
         from napari_cellnet.datasets import demo_model_path
@@ -158,18 +151,15 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     from napari_cellnet.core.io import write_table
 
     params = params_from_args(ClassifyParams, args)
-    _threads(params.threads)
     model = _model_path(args.model)
-    run = {"device": params.device, "batch_size": params.batch_size, "tta": params.tta}
     if args.image or args.labels:
         if not (args.image and args.labels) or args.folder:
             raise ValueError("Give either a FOLDER, or --image together with --labels.")
         movie, labels = _read_movie(args.image, args.labels, args.axes)
-        job = classify(model, image=movie, labels=labels, crop_size=params.crop_size,
-                       mask_neighbours=params.mask_neighbours, **run)
+        job = classify(model, image=movie, labels=labels, params=params)
     elif args.folder:
         _objects_only(params)
-        job = classify(model, folder=args.folder, **run)
+        job = classify(model, folder=args.folder, params=params)
     else:
         raise ValueError("Give a FOLDER of images, or --image and --labels.")
     table = drain(job, quiet=args.quiet)
@@ -238,9 +228,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     params = params_from_args(ClassifyParams, args)
     _objects_only(params)
-    _threads(params.threads)
-    out = drain(evaluate(_model_path(args.model), args.dataset, device=params.device, tta=params.tta,
-                         batch_size=params.batch_size), quiet=args.quiet)
+    out = drain(evaluate(_model_path(args.model), args.dataset, params), quiet=args.quiet)
     _say(format_report(out["report"]))
     if args.output:
         Path(args.output).write_text(json.dumps(jsonable(out["report"]), indent=1))

@@ -207,10 +207,9 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
             self.status.value = str(err)
             return None
         mode = self.mode.value
-        kwargs: dict[str, Any] = {"device": params.device, "tta": params.tta, "batch_size": params.batch_size}
+        kwargs: dict[str, Any] = {"params": params}
         if mode == OBJECTS:
-            kwargs.update(image=np.asarray(self.image.value.data), labels=np.asarray(self.label_layer.value.data),
-                          crop_size=params.crop_size, mask_neighbours=params.mask_neighbours)
+            kwargs.update(image=np.asarray(self.image.value.data), labels=np.asarray(self.label_layer.value.data))
         elif mode == STACK:
             kwargs.update(stack=np.asarray(self.image.value.data))
         else:
