@@ -9,5 +9,7 @@ echo "== ruff" >&2
 ruff check src tests benchmarks scripts
 echo "== import-linter" >&2
 lint-imports
+echo "== mypy" >&2
+mypy
 echo "== pytest" >&2
 xvfb-run -a -s "-screen 0 1600x1200x24" python -m pytest "$@"
