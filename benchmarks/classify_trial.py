@@ -7,7 +7,7 @@ untouched for the final, unbiased CV of a recipe that wins here)::
 
 The JSON overrides fields of :class:`ClassifierTrainConfig`; ``"prep"`` overrides the
 :class:`Preprocessing` fields and ``"aug"`` the fields of the ``strong`` augmentation preset
-(or ``{"preset": "light", ...}``). The base recipe is the shipped demo's (small_cnn, 64 px RGB
+(or ``{"preset": "light", ...}``). The base recipe is the session-1 demo's (small_cnn, 64 px RGB
 from the central 80 %, strong augmentation at 3x, AdamW 3e-3 + cosine, label smoothing 0.1,
 batch 32, 30 epochs, TTA 8, seed 0, 1 torch thread). Prints a ``RESULT`` line with the
 accuracy of every fold run and the wall time.
