@@ -221,14 +221,7 @@ class Params:
     @classmethod
     def from_json(cls: type[P], path: str | os.PathLike[str]) -> P:
         """Read a JSON file written by :meth:`to_json` (or by hand)."""
-        p = Path(path)
-        try:
-            d = json.loads(p.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{p.name} is not valid JSON ({err.msg} at line {err.lineno}).") from None
-        if not isinstance(d, dict):
-            raise ValueError(f"{p.name} holds {type(d).__name__}, not a dictionary of parameters.")
-        return cls.from_dict(d)
+        return cls.from_dict(read_json_dict(path))
 
     def replace(self: P, **changes: Any) -> P:
         """A copy with some fields changed (unknown names refused)."""
@@ -252,6 +245,18 @@ class Params:
     def validate(self) -> None:
         """All checks of this job (subclasses add cross-field ones after ``super().validate()``)."""
         self.check()
+
+
+def read_json_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The dictionary a parameter file holds; errors name the file and what is wrong."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{p.name} is not valid JSON ({err.msg} at line {err.lineno}).") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{p.name} holds {type(d).__name__}, not a dictionary of parameters.")
+    return d
 
 
 def _check_value(info: ParamInfo, value: Any) -> None:

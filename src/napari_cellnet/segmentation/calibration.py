@@ -44,7 +44,7 @@ def calibrate_postprocessing(
     Parameters
     ----------
     probs : sequence of ndarray, each shape (classes, Y, X)
-        Softmax probabilities of the frames (as :func:`~napari_cellnet.segmentation.inference.predict_windows` gives).
+        Softmax probabilities of the frames (as :func:`~napari_cellnet.segmentation.predict.predict_windows` gives).
     labels : sequence of ndarray, each shape (Y, X), int
         Their instance labels.
     thresholds, min_sizes : sequences

@@ -109,9 +109,7 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.save_button = PushButton(text="Save CSV…", enabled=False)
-        buttons = Container(widgets=[self.run_button, self.stop_button, self.save_button], layout="horizontal",
-                            labels=False)
-        buttons.margins = (0, 0, 0, 0)
+        buttons = common.button_row(self.run_button, self.stop_button, self.save_button)
         # annotation
         self.annotate_class = LineEdit(label="class to annotate", value="",
                                        tooltip="Type a class name (e.g. 'normal'); then click objects.")
@@ -154,13 +152,8 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
         self.browse_model.visible = own
 
     def _on_model_added(self, task: str, path: str) -> None:
-        if task != "classification" or self._closed:
-            return
-        try:
-            self.model.reset_choices()
-            self.model.value = path
-        except RuntimeError:
-            pass
+        if not self._closed:
+            common.select_added_model(self.model, "classification", task, path)
 
     def _browse(self) -> None:
         from qtpy.QtWidgets import QFileDialog
@@ -193,8 +186,7 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
     # ------------------------------------------------------------------ running
     def run(self) -> Any:
         """Start classifying; returns the worker (None when inputs are invalid)."""
-        if self.runner.running:
-            show_info("Classify is already running; press Stop first.")
+        if self.refuse_if_running("Classify"):
             return None
         try:
             why = self.check_inputs()

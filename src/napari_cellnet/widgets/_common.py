@@ -124,6 +124,26 @@ def disconnect_picker(viewer: Any, box: ComboBox) -> None:
 # --------------------------------------------------------------------------- parameters
 
 
+def button_row(*buttons: Any) -> Any:
+    """Buttons side by side, without labels or margins."""
+    from magicgui.widgets import Container
+
+    row = Container(widgets=list(buttons), layout="horizontal", labels=False)
+    row.margins = (0, 0, 0, 0)
+    return row
+
+
+def select_added_model(picker: ComboBox, wanted_task: str, task: str, path: str) -> None:
+    """Select a model announced on :data:`MODELS` in ``picker`` when it is of ``wanted_task``."""
+    if task != wanted_task:
+        return
+    try:
+        picker.reset_choices()
+        picker.value = path
+    except RuntimeError:  # the widget was deleted
+        pass
+
+
 def set_invalid(widget: Any, why: str | None) -> None:
     """Tint a field red with ``why`` as its tooltip, or clear the tint (``why=None``)."""
     widget.native.setStyleSheet(_ERROR_STYLE if why else "")
@@ -220,6 +240,15 @@ class JobWidget:
         self._lock_controls(running)
         if not running and self.runner.last_error is not None:
             self.status.value = f"Failed: {self.runner.last_error}"
+
+    def refuse_if_running(self, what: str) -> bool:
+        """True (and a notification) when this widget's job is running already."""
+        if self.runner.running:
+            from napari.utils.notifications import show_info
+
+            show_info(f"{what} is already running; press Stop first.")
+            return True
+        return False
 
     def _lock_controls(self, running: bool) -> None:
         """Enable or disable the widget's inputs and buttons for a job that starts or ends."""

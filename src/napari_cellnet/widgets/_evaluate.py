@@ -155,9 +155,7 @@ class EvaluateWidget(common.JobWidget, Container):
         self.run_button = PushButton(text="Evaluate")
         self.copy_button = PushButton(text="Copy table", enabled=False)
         self.save_button = PushButton(text="Save CSV…", enabled=False)
-        buttons = Container(widgets=[self.run_button, self.copy_button, self.save_button], layout="horizontal",
-                            labels=False)
-        buttons.margins = (0, 0, 0, 0)
+        buttons = common.button_row(self.run_button, self.copy_button, self.save_button)
         self.status = common.note("")
         self.table = Table(value=None)
         self.table.read_only = True

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import QFileDialog
 from superqt import QCollapsible
 
 from napari_cellnet.core.params import ParamInfo, Params, describe_default
+from napari_cellnet.widgets._common import button_row
 
 _INT_MAX = 2**31 - 1
 
@@ -106,8 +107,7 @@ class ParamsForm(Container):
         self._load.changed.connect(self._ask_load)
         self._save.changed.connect(self._ask_save)
         self._defaults.changed.connect(self.reset)
-        buttons = Container(layout="horizontal", labels=False, widgets=[self._load, self._save, self._defaults])
-        buttons.margins = (0, 0, 0, 0)
+        buttons = button_row(self._load, self._save, self._defaults)
         self.append(buttons)
         if len(self.advanced):
             self.collapsible = QCollapsible("Advanced settings")

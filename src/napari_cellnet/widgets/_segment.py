@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, PushButton
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from napari_cellnet.core import io
@@ -113,9 +113,7 @@ class SegmentWidget(common.JobWidget, Container):
                                         tooltip="Continue a stopped run from its next frame, with the same settings.")
         self.browse_button = PushButton(text="Browse for a checkpoint…")
         self.status = common.note("")
-        buttons = Container(widgets=[self.run_button, self.stop_button, self.resume_button], layout="horizontal",
-                            labels=False)
-        buttons.margins = (0, 0, 0, 0)
+        buttons = common.button_row(self.run_button, self.stop_button, self.resume_button)
         inputs = Container(widgets=[self.image, self.axes], labels=True)
         models = Container(widgets=[self.model, self.checkpoint], labels=True)
         outputs = Container(widgets=[self.background, self.probability_map, self.tracks], labels=True)
@@ -204,13 +202,8 @@ class SegmentWidget(common.JobWidget, Container):
             self.checkpoint.value = path
 
     def _on_model_added(self, task: str, path: str) -> None:
-        if task != "segmentation" or self._closed:
-            return
-        try:
-            self.model.reset_choices()
-            self.model.value = path
-        except RuntimeError:  # deleted widget
-            pass
+        if not self._closed:
+            common.select_added_model(self.model, "segmentation", task, path)
 
     def _model_path(self) -> Path:
         return common.resolve_model(self.model.value, self.checkpoint.value, "segmentation")
@@ -307,8 +300,7 @@ class SegmentWidget(common.JobWidget, Container):
 
     def run(self) -> Any:
         """Start segmenting the selected layer; returns the worker (None if inputs are invalid)."""
-        if self.runner.running:
-            show_info("Segment is already running; press Stop first.")
+        if self.refuse_if_running("Segment"):
             return None
         try:
             args = self.job_arguments()

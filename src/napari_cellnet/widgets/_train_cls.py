@@ -68,11 +68,8 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
         self.split_button = PushButton(text="Write split CSV…",
                                        tooltip="path,class,fold of every image: the test fold of each image, as "
                                                "training splits them (k folds, seed)")
-        buttons = Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False)
-        self.kfold_buttons = Container(widgets=[self.kfold_button, self.split_button], layout="horizontal",
-                                       labels=False)
-        for box in (buttons, self.kfold_buttons):
-            box.margins = (0, 0, 0, 0)
+        buttons = common.button_row(self.train_button, self.stop_button)
+        self.kfold_buttons = common.button_row(self.kfold_button, self.split_button)
         self.status = common.note("")
         self.plot = RunsPlot()
         self.confusion = ConfusionPlot()
@@ -292,8 +289,7 @@ class TrainClassifierWidget(common.JobWidget, common.DeviceProbing, Container):
     # ------------------------------------------------------------------ running
     def train(self) -> Any:
         """Start training; returns the worker (None when inputs are invalid)."""
-        if self.runner.running:
-            show_info("Training is already running; press Stop first.")
+        if self.refuse_if_running("Training"):
             return None
         try:
             why = self.check_inputs()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import CheckBox, Container, LineEdit, PushButton
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error
 
 from napari_cellnet.core.jobs import Progress, TrainEvent
 from napari_cellnet.segmentation.params import TrainSegParams
@@ -71,9 +71,7 @@ class TrainSegmentationWidget(common.JobWidget, Container):
         self.continue_button = PushButton(text="Continue", enabled=False,
                                           tooltip="Resume from last.pt (raise 'epochs' to train longer).")
         self.browse_button = PushButton(text="Choose output folder…")
-        buttons = Container(widgets=[self.train_button, self.stop_button, self.continue_button],
-                            layout="horizontal", labels=False)
-        buttons.margins = (0, 0, 0, 0)
+        buttons = common.button_row(self.train_button, self.stop_button, self.continue_button)
         self.plot = LivePlot(metrics=("seg", "f1"))
         self.status = common.note("")
         inputs = Container(widgets=[self.image, self.label_layer], labels=True)
@@ -195,8 +193,7 @@ class TrainSegmentationWidget(common.JobWidget, Container):
     # ------------------------------------------------------------------ running
     def train(self, resume: bool = False) -> Any:
         """Start (or with ``resume`` continue) training; returns the worker or None."""
-        if self.runner.running:
-            show_info("Training is already running; press Stop first.")
+        if self.refuse_if_running("Training"):
             return None
         try:
             params = self.build_params()
