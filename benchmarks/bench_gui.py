@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_cellnet import datasets
     from napari_cellnet.core.jobs import run_job
     from napari_cellnet.segmentation.inference import segment
-    from napari_cellnet.widgets import SegmentWidget
-    from napari_cellnet.widgets import _common as common
+    from napari_cellnet.widgets import MODEL_FILE, SegmentWidget
 
     model, model_name = _model(args.model)
     images = datasets.c2c12()[0][: args.frames]
@@ -98,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
 
     pump_until(lambda: not widget.busy)
     widget.image.value = layer
-    widget.params.model.value = common.FILE
-    widget.params.checkpoint.value = str(model)
-    widget.params.device.value = "cpu"
+    widget.model.value = MODEL_FILE
+    widget.checkpoint.value = str(model)
+    widget.form.controls["device"].value = "cpu"
     pump_until(lambda: not widget.busy)
     args_job = widget.job_arguments()
 

@@ -175,13 +175,14 @@ def write_c2c12_movie(path: Path, T: int) -> None:
 
 def bench_whole_path(ckpt: Path, movie: Path, T: int, threads: int | None) -> dict:
     """Time the CLI's streamed path in this process (read from disk ... write labels)."""
-    from napari_cellnet.cli.segment import _StreamTiff, open_movie
+    from napari_cellnet.cli.segment import open_movie
+    from napari_cellnet.core.io import TiffFrameWriter
     from napari_cellnet.core.jobs import run_job
     from napari_cellnet.segmentation.inference import segment
 
     data, axes, px = open_movie(movie)
     with tempfile.TemporaryDirectory() as d:
-        writer = _StreamTiff(Path(d) / "labels.tif", np.uint32, px)
+        writer = TiffFrameWriter(Path(d) / "labels.tif", np.uint32, px)
         t = time.perf_counter()
         res = run_job(segment(data, ckpt, axes=axes, device="cpu", keep=False, threads=threads,
                               on_frame=lambda t_, p, lab: writer.write(lab)))

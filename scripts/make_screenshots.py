@@ -65,13 +65,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_cellnet import datasets
     from napari_cellnet.widgets import (
+        DEMO_MODEL,
         ClassifyWidget,
         EvaluateWidget,
         SegmentWidget,
         TrainClassifierWidget,
         TrainSegmentationWidget,
+        class_colormap,
     )
-    from napari_cellnet.widgets import _common as common
 
     app = QApplication.instance() or QApplication([])
     work = Path(tempfile.mkdtemp(prefix="cellnet-shots-"))
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     have_demo = True
     try:
         datasets.demo_model_path("segmentation")
-        seg.params.model.value = common.DEMO
+        seg.model.value = DEMO_MODEL
     except FileNotFoundError:
         have_demo = False
         print("the bundled segmentation demo model is missing: skipping segment.png", flush=True)
@@ -148,15 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     settle(train)
     train.image.value = image
     train.label_layer.value = ann
-    train.val_frames.value = "8"
-    p = train.params
-    p.preset.value = "light"
-    p.window.value = 5
-    p.epochs.value = args.epochs
-    p.augment.value = "temporal"
-    p.aug_rate.value = args.aug_rate
-    p.device.value = "cpu"
-    p.output_folder.value = str(work / "my-model")
+    # the job's settings are one parameter object: change a few fields of what the form shows
+    train.form.value = train.form.value.replace(preset="light", window=5, val_frames=[8], epochs=args.epochs,
+                                                augment="temporal", aug_rate=args.aug_rate, device="cpu")
+    train.output_folder.value = str(work / "my-model")
     run(train, train.train, f"train segmentation ({args.epochs} epochs x{args.aug_rate}, 2 training frames)")
     viewer.dims.set_current_step(0, 4)
     shot(viewer, "train_segmentation.png")
@@ -167,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     dock = viewer.window.add_dock_widget(seg, name="Segment time-lapse", area="right")
     settle(seg)
     seg.image.value = image
-    assert seg.params.model.value == str(train.result.model_path)  # offered by the training widget
+    # the model just trained is offered in the model list (a Segment widget open during training
+    # selects it by itself; this one opened afterwards, so pick it as a user would)
+    trained = str(train.result.model_path)
+    assert trained in seg.model.choices, seg.model.choices
+    seg.model.value = trained
     settle(seg)
     run(seg, seg.run, "segment (tutorial model)")
     ann.visible = False
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in regionprops(gt[t]):
             cls.annotate_object(t, int(r.label), "elongated" if r.eccentricity > 0.85 else "round")
     cls.annotate_class.value = "round"
-    cls.annotate.value = True
+    with notification_manager.notification_ready.blocker():  # its "click objects" toast would cover the canvas
+        cls.annotate.value = True
     cls.status.value = f"{cls.n_annotated.value} objects annotated on frames 0-4 (click to add more)."
     marks = cells.features
     preview = np.zeros_like(gt, dtype=np.uint8)
@@ -210,14 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         preview[int(row["frame"])][gt[int(row["frame"])] == int(row["label"])] = 1 + int(
             row["annotated_class"] == "elongated")
     shown = viewer.add_labels(preview, name="annotated classes", opacity=0.7)
-    from napari_cellnet.widgets._classify import class_colormap
-
     shown.colormap = class_colormap(["round", "elongated"])
     shown.features = pd.DataFrame({"index": [0, 1, 2], "class": ["", "round", "elongated"]})
     cells.visible = False
     viewer.dims.set_current_step(0, 2)
     shot(viewer, "classify_annotate.png")
-    cls.annotate.value = False
+    with notification_manager.notification_ready.blocker():
+        cls.annotate.value = False
     viewer.layers.remove(shown)
     cells.visible = True
     viewer.window.remove_dock_widget(dock)
@@ -229,17 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     tc.source.value = "annotated objects (Image + Labels)"
     tc.image.value = image
     tc.label_layer.value = cells
-    tc._check()
-    q = tc.params
-    q.arch.value = "small_cnn"
-    q.input_size.value = 48
-    q.crop_size.value = 48
-    q.epochs.value = args.cls_epochs
-    q.batch_size.value = 16
-    q.aug_rate.value = 3
-    q.folds.value = 3
-    q.device.value = "cpu"
-    q.output_folder.value = str(work / "my-classifier")
+    tc.class_column.reset_choices()  # the class column the Classify widget just filled in
+    tc.form.value = tc.form.value.replace(arch="small_cnn", size=48, crop_size=48, epochs=args.cls_epochs,
+                                          batch_size=16, aug_rate=3, folds=3, device="cpu")
+    tc.output_folder.value = str(work / "my-classifier")
     run(tc, tc.train, f"train classifier (3-fold CV + refit, {args.cls_epochs} epochs)")
     shot(viewer, "train_classifier.png")
     viewer.window.remove_dock_widget(dock)
@@ -250,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     settle(cls)
     cls.image.value = image
     cls.label_layer.value = cells
-    cls.params.device.value = "cpu"
-    assert cls.params.model.value == str(tc.result.checkpoint)
+    cls.form.controls["device"].value = "cpu"
+    trained = str(tc.result.checkpoint)
+    assert trained in cls.model.choices, cls.model.choices  # offered after training
+    cls.model.value = trained
     run(cls, cls.run, "classify objects")
     cells.visible = False
     viewer.dims.set_current_step(0, 7)
@@ -285,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         settle(cls)
         cls.mode.value = "image stack (one cell per frame)"
         cls.image.value = viewer.layers["HuSHeM sperm heads"]
-        cls.params.model.value = common.DEMO
-        cls.params.device.value = "cpu"
+        cls.model.value = DEMO_MODEL
+        cls.form.controls["device"].value = "cpu"
         run(cls, cls.run, "classify HuSHeM gallery (216 images, demo model)")
         viewer.dims.set_current_step(0, 60)
         shot(viewer, "classify_gallery.png")

@@ -152,6 +152,35 @@ def test_write_labels_roundtrip_keeps_axes_and_pixel_size(tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
+def test_tiff_frame_writer_appears_only_on_commit_with_dtype_and_pixel_size(tmp_path):
+    frames = np.arange(3 * 10 * 12, dtype=np.int64).reshape(3, 10, 12)
+    path = tmp_path / "out" / "labels.tif"  # the folder does not exist yet
+    writer = io.TiffFrameWriter(path, np.uint32, pixel_size=(0.5, 0.25))
+    for frame in frames:
+        writer.write(frame)
+        assert not path.exists()  # only the hidden temporary file while writing
+    assert writer.frames == 3
+    assert writer.commit() == path
+    with tifffile.TiffFile(path) as tf:
+        back = tf.asarray()
+        page = tf.pages[0]
+        assert tf.is_bigtiff and len(tf.pages) == 3
+        assert page.tags["XResolution"].value == (4, 1)  # 1 / 0.25 pixels per unit along x
+        assert page.tags["YResolution"].value == (2, 1)  # 1 / 0.5 along y
+    assert back.shape == (3, 10, 12) and back.dtype == np.uint32
+    np.testing.assert_array_equal(back, frames)
+    stack = io.read_stack(path)
+    assert stack.axes == "TYX" and stack.pixel_size == pytest.approx((0.5, 0.25))
+    assert [p.name for p in path.parent.iterdir()] == ["labels.tif"]  # no temporary file left
+
+    other = tmp_path / "out" / "probabilities.tif"
+    writer = io.TiffFrameWriter(other, np.float32)
+    writer.write(np.full((10, 12), 0.5))
+    writer.abort()
+    assert not other.exists()
+    assert [p.name for p in path.parent.iterdir()] == ["labels.tif"]
+
+
 def test_write_and_read_table(tmp_path):
     path = io.write_table(tmp_path / "t.csv", {"frame": [0, 1], "label": np.array([3, 4]), "p": [0.25, 0.5], "class": ["a", "b"]})
     assert io.read_table(path) == {"frame": [0, 1], "label": [3, 4], "p": [0.25, 0.5], "class": ["a", "b"]}

@@ -30,7 +30,8 @@ import numpy as np
 
 from napari_cellnet.cli.app import command, drain
 from napari_cellnet.cli.flags import params_from_args
-from napari_cellnet.core.io import json_default, temp_path_beside, write_json, write_table
+from napari_cellnet.core.io import TiffFrameWriter, json_default, write_json, write_table
+from napari_cellnet.core.params import read_json_dict
 from napari_cellnet.segmentation.params import EvaluateParams, SegmentParams
 
 # ---------------------------------------------------------------------------
@@ -70,13 +71,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"Parameter file not found: {path}. Give a params.json (Save settings… in the "
                                 "widget) or the _segment.json of an earlier run.")
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path.name} is not valid JSON ({err.msg} at line {err.lineno}).") from None
-    if not isinstance(d, dict):
-        raise ValueError(f"{path.name} holds {type(d).__name__}, not a dictionary of parameters.")
-    return d
+    return read_json_dict(path)
 
 
 class _FileFrames:
@@ -121,37 +116,6 @@ def open_movie(path: str | os.PathLike[str], axes: str | None = None) -> tuple[A
         data = da.from_array(frames, chunks=(1, *data.shape[1:]), asarray=True, fancy=False,
                              name=f"frames-{Path(path).name}-{id(frames)}")
     return data, stack.axes, stack.pixel_size
-
-
-class _StreamTiff:
-    """Append frames to a BigTIFF (axes TYX) under a temporary name; :meth:`commit` renames it."""
-
-    def __init__(self, final: Path, dtype: Any, pixel_size: Any) -> None:
-        import tifffile
-
-        self.final = final
-        self.tmp = temp_path_beside(final)
-        self.dtype = np.dtype(dtype)
-        self.kwargs: dict[str, Any] = {"photometric": "minisblack", "contiguous": True, "metadata": {"axes": "TYX"}}
-        if pixel_size is not None:
-            self.kwargs["resolution"] = (1.0 / pixel_size[1], 1.0 / pixel_size[0])
-        self.writer = tifffile.TiffWriter(self.tmp, bigtiff=True)
-        self.frames = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        self.writer.write(np.asarray(frame).astype(self.dtype, copy=False), **self.kwargs)
-        self.frames += 1
-
-    def commit(self) -> Path:
-        self.writer.close()
-        os.replace(self.tmp, self.final)
-        return self.final
-
-    def abort(self) -> None:
-        try:
-            self.writer.close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
 
 
 def _outputs(out_dir: Path, stem: str, probabilities: bool) -> dict[str, Path]:
@@ -199,15 +163,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     data, axes, pixel_size = open_movie(movie_path, args.axes)
     created_dir = not out_dir.exists()
-    writers: dict[str, _StreamTiff] = {}
+    writers: dict[str, TiffFrameWriter] = {}
     created: list[Path] = []
 
     def on_frame(t: int, prob: np.ndarray, labels: np.ndarray) -> None:
         if not writers:
             out_dir.mkdir(parents=True, exist_ok=True)
-            writers["labels"] = _StreamTiff(outputs["labels"], np.uint32, pixel_size)
+            writers["labels"] = TiffFrameWriter(outputs["labels"], np.uint32, pixel_size)
             if args.probabilities:
-                writers["probabilities"] = _StreamTiff(outputs["probabilities"], np.float32, pixel_size)
+                writers["probabilities"] = TiffFrameWriter(outputs["probabilities"], np.float32, pixel_size)
         writers["labels"].write(labels)
         if "probabilities" in writers:
             writers["probabilities"].write(prob)

@@ -8,7 +8,8 @@ works whichever module a name lives in:
 * :mod:`.stacks` -- :func:`read_stack` and :class:`Stack`, one entry point for every format;
 * :mod:`.tiff` and :mod:`.frames` -- the TIFF reader (eager or lazy) and frame folders;
 * :mod:`.classes` -- class-folder datasets and their k-fold copies;
-* :mod:`.files` -- atomic writes, JSON, label TIFFs and CSV tables.
+* :mod:`.files` -- atomic writes, JSON, label TIFFs, movies frame by frame
+  (:class:`TiffFrameWriter`) and CSV tables.
 
 Qt- and torch-free by design (enforced by import-linter).
 """
@@ -24,6 +25,7 @@ from napari_cellnet.core.io.classes import (
     write_split_csv,
 )
 from napari_cellnet.core.io.files import (
+    TiffFrameWriter,
     atomic_path,
     json_default,
     read_table,
@@ -54,6 +56,7 @@ __all__ = [
     "TIFF_SUFFIXES",
     "ClassDataset",
     "Stack",
+    "TiffFrameWriter",
     "atomic_path",
     "guess_axes",
     "json_default",
