@@ -21,6 +21,18 @@ def _isolated_settings(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture(autouse=True)
+def _no_session_models():
+    # models trained by one test must not become the next widget's default model
+    from napari_cellnet.widgets import _common as common
+
+    saved = {k: list(v) for k, v in common.MODELS.paths.items()}
+    for v in common.MODELS.paths.values():
+        v.clear()
+    yield
+    common.MODELS.paths.update(saved)
+
+
 @pytest.fixture(scope="session")
 def seg_checkpoint(tmp_path_factory) -> Path:
     """A window-3, 3-class light temporal U-Net checkpoint with seeded random weights."""

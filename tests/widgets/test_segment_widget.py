@@ -288,9 +288,25 @@ def test_closing_the_viewer_during_a_run_does_not_crash(make_napari_viewer, qtbo
     viewer, widget = _widget(make_napari_viewer, qtbot, wait_idle, seg_checkpoint)
     widget.image.value = viewer.add_image(images, name="movie")
     worker = widget.run()
-    with qtbot.waitSignal(worker.yielded, timeout=30000):  # the job is really under way ...
-        pass
+    # the job is really under way: its first event has reached the GUI thread (waiting for
+    # worker.yielded here could miss events emitted before the wait connects)
+    qtbot.waitUntil(lambda: widget.runner._has_yielded, timeout=30000)
     assert widget.runner.running
     with qtbot.waitSignal(worker.finished, timeout=60000):
         viewer.close()
     assert widget.runner.worker is None or widget._closed
+
+
+def test_a_widget_opened_after_training_starts_on_the_new_model(make_napari_viewer, qtbot, wait_idle,
+                                                                  seg_checkpoint):
+    from napari_cellnet.widgets import SegmentWidget
+    from napari_cellnet.widgets import _common as common
+
+    viewer = make_napari_viewer()
+    first = SegmentWidget(viewer)
+    assert first.model.value == common.DEMO  # nothing trained yet
+    common.MODELS.add("segmentation", seg_checkpoint)  # what a finished training announces
+    assert first.model.value == str(seg_checkpoint)  # an open widget switches to it
+    later = SegmentWidget(viewer)
+    assert later.model.value == str(seg_checkpoint)  # and one opened afterwards starts on it
+    assert first._model_path() == later._model_path() == seg_checkpoint

@@ -178,35 +178,19 @@ def run_fold(cv: CrossValidation, f: int, n_folds: int, split: tuple[np.ndarray,
     return True
 
 
-def refit_epochs(history: list[dict[str, Any]], cfg: ClassifierTrainConfig) -> int:
-    """How long the refit trains: the median of the epochs the folds chose on their inner
-    validation split (the epoch of lowest validation loss, as :func:`~napari_cellnet.classification.fit.validate`
-    keeps), or ``cfg.epochs`` when no fold validated."""
-    best: dict[str, tuple[float, int]] = {}
-    for row in history:
-        if str(row["run"]).startswith("refit") or "val_loss" not in row:
-            continue
-        seen = best.get(row["run"])
-        if seen is None or row["val_loss"] < seen[0]:
-            best[row["run"]] = (float(row["val_loss"]), int(row["epoch"]))
-    if not best:
-        return int(cfg.epochs)
-    return max(1, int(round(float(np.median([epoch for _, epoch in best.values()])))))
-
-
 def refit(cv: CrossValidation, cfg: ClassifierTrainConfig, samples: SampleSet,
           dev: torch.device) -> Generator[TrainEvent, Any, torch.nn.Module | None]:
-    """Fit the shipped model on every sample (same recipe, seed ``cfg.seed``).
+    """Fit the shipped model on every sample (same recipe, same epochs, seed ``cfg.seed``).
 
-    When the folds chose their best epoch on an inner validation split, the refit keeps no
-    split of its own: it trains on every sample for the folds' median best epoch
-    (:func:`refit_epochs`). Without folds to learn that from, it holds out ``val_fraction``
-    as the folds would have. Returns None when stopped half-way while a finished fold model
-    exists (that one is better than a half-trained refit).
+    After cross-validation the refit keeps no validation split of its own, even when the
+    folds chose their epoch on one (``val_fraction``): it trains on every sample for the
+    recipe's epochs, as a fold without validation does. Without folds (``folds=0``) it holds
+    out ``val_fraction`` to choose its epoch. Returns None when stopped half-way while a
+    finished fold model exists (that one is better than a half-trained refit).
     """
     fit_cfg, train, val = cfg, samples, None
-    if cfg.val_fraction > 0 and any("val_loss" in r for r in cv.history):
-        fit_cfg = cfg.replace(epochs=refit_epochs(cv.history, cfg), val_fraction=0.0, patience=None)
+    if cfg.val_fraction > 0 and cv.reports:
+        fit_cfg = cfg.replace(val_fraction=0.0, patience=None)
     else:
         train, val = split_validation(samples, cfg.val_fraction, cfg.seed)
     net, cv.stopped, timing = yield from fit_model(Where("refit"), fit_cfg, train, val, dev, cv.history, cfg.seed)

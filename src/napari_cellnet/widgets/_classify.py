@@ -96,8 +96,8 @@ class ClassifyWidget(common.JobWidget, common.DeviceProbing, Container):
         self.image = common.layer_picker(self.viewer, "Image", "image")
         self.label_layer = common.layer_picker(self.viewer, "Labels", "objects (labels)")
         self.folder = LineEdit(label="folder", tooltip="A folder of cell images (sub-folders = known classes).")
-        self.model = ComboBox(label="model", choices=common.model_choices("classification"),
-                              tooltip="The bundled demo classifier, a model trained in this session, or a file")
+        self.model = common.model_picker("classification",
+                                         tooltip="The bundled demo classifier, a model trained in this session, or a file")
         self.checkpoint = LineEdit(label="checkpoint file", tooltip="The .pt file when model is 'Checkpoint file…'")
         inputs = Container(widgets=[self.mode, self.image, self.label_layer, self.folder, self.model, self.checkpoint],
                            labels=True)

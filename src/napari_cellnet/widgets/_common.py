@@ -58,6 +58,15 @@ def model_choices(task: str) -> Callable[[Any], list[tuple[str, str]]]:
     return choices
 
 
+def model_picker(task: str, tooltip: str) -> ComboBox:
+    """A model picker that opens on the newest model trained (or opened) in this session,
+    else on the bundled demo model."""
+    picker = ComboBox(label="model", choices=model_choices(task), tooltip=tooltip)
+    if MODELS.paths.get(task):
+        picker.value = MODELS.paths[task][0]
+    return picker
+
+
 def resolve_model(choice: str, file: Any, task: str) -> Path:
     """The checkpoint path a model picker's value stands for.
 

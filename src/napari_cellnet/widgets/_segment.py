@@ -93,8 +93,8 @@ class SegmentWidget(common.JobWidget, Container):
         self.image = common.layer_picker(self.viewer, "Image", "image")
         self.axes = LineEdit(label="axes", tooltip="One letter per dimension of the layer, from T C Z Y X.")
         self.axes_note = common.note()
-        self.model = ComboBox(label="model", choices=common.model_choices("segmentation"),
-                              tooltip="The bundled demo model, a model trained in this session, or a checkpoint file.")
+        self.model = common.model_picker("segmentation",
+                                         tooltip="The bundled demo model, a model trained in this session, or a checkpoint file.")
         # text, not a FileEdit: FileEdit turns an empty value into the current folder
         self.checkpoint = LineEdit(label="checkpoint file", tooltip="A .pt segmentation model (use Browse…)")
         self.background = ComboBox(label="background subtraction", choices=BACKGROUND, value=FROM_MODEL,
