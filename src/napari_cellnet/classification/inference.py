@@ -15,10 +15,9 @@ saw its training cells.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -217,23 +216,11 @@ def classify(
     dev = devices.resolve(p.device)
     net = ckpt.build(dev)
     t0 = time.perf_counter()
-    with _torch_threads(p.threads):
+    with devices.torch_threads(p.threads):
         proba = yield from predict_proba(net, samples.images, dev, p.batch_size, p.tta, prep.align != "none")
     table = result_table(samples, proba, names)
     table["_seconds"] = time.perf_counter() - t0  # type: ignore[assignment]
     return table
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """torch's CPU threads set to ``n`` for the block (None: left as they are), then restored."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def load_folder_for_prediction(folder: str | os.PathLike[str], prep: Preprocessing,
@@ -291,7 +278,7 @@ def evaluate(
     samples = SampleSet(samples.images, remap[samples.labels], names, samples.sources, samples.preprocessing)
     dev = devices.resolve(p.device)
     net = ckpt.build(dev)
-    with _torch_threads(p.threads):
+    with devices.torch_threads(p.threads):
         proba = yield from predict_proba(net, samples.images, dev, p.batch_size, p.tta,
                                          samples.preprocessing.align != "none")
     done = ~np.isnan(proba).any(axis=1)

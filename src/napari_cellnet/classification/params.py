@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from napari_cellnet.classification.data import Preprocessing
 from napari_cellnet.core.augment import FILL_MODES, AugmentParams
+from napari_cellnet.core.device import DEVICE_HELP
 from napari_cellnet.core.params import Params, param
 
 LOSSES = ("ce", "weighted_ce", "focal")
@@ -187,7 +188,7 @@ class ClassifierTrainConfig(Params):
     tta: int = param(1, low=1, high=8, advanced=True, group="evaluation",
                      help="test-time augmentation views when scoring the folds (1 = off, up to 8)")
     # ---------------------------------------------------------------- run
-    device: str = param("auto", group="run", help="auto (CUDA, then Apple MPS, then the CPU), cpu, cuda:N or mps")
+    device: str = param("auto", group="run", help=DEVICE_HELP)
     threads: int | None = param(None, low=1, advanced=True, group="run", none_means="every core",
                                 help="CPU threads for torch (on a shared machine 1 is often much faster)")
     # ---------------------------------------------------------------- set by Python and the engine
@@ -322,7 +323,7 @@ class ClassifyParams(Params):
 
     JOB: ClassVar[str] = "classify"
 
-    device: str = param("auto", group="run", help="auto (CUDA, then Apple MPS, then the CPU), cpu, cuda:N or mps")
+    device: str = param("auto", group="run", help=DEVICE_HELP)
     tta: int = param(1, low=1, high=8, label="test-time augmentation", group="prediction",
                      help="average over this many flips/rotations (1 = off, up to 8)")
     batch_size: int = param(128, low=1, high=4096, flag="--batch", advanced=True, group="run",

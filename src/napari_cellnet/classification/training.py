@@ -114,10 +114,7 @@ def prepare_training(data: SampleSet | str | os.PathLike[str],
     if cfg.augment is None:
         cfg = replace(cfg, augment=AugmentParams.preset("strong" if samples.preprocessing.align == "none"
                                                         else "aligned"))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    else:
-        devices.use_all_cores()
+    devices.use_threads(cfg.threads)
     return cfg, samples, devices.resolve(cfg.device)
 
 

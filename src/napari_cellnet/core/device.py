@@ -7,12 +7,18 @@ a wrong device name fails with one clear message.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported late: the reader and widgets must not pay for it
     import torch
+
+
+#: What every job's ``device`` parameter accepts (its help text in widgets and ``--help``).
+DEVICE_HELP = "auto (CUDA, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps"
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,32 @@ def use_all_cores() -> None:
         n = os.cpu_count() or 1
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def use_threads(n: int | None, device: torch.device | None = None) -> None:
+    """torch's CPU threads for a job: ``n`` when given (and > 0), else every core when the
+    job runs on the CPU (``device`` None: whatever the device)."""
+    import torch
+
+    if n:
+        torch.set_num_threads(int(n))
+    elif device is None or device.type == "cpu":
+        use_all_cores()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None = None) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` for the block (None: as they are), then restored: a
+    job's thread setting must not outlive it in napari's process."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def empty_cache(device: torch.device) -> None:

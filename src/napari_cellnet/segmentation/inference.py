@@ -252,10 +252,7 @@ def load_network(ckpt: Checkpoint, meta: SegmentationMeta, p: SegmentParams, dev
 def _use_device(device: Any, threads: int | None) -> torch.device:
     """The torch device, with torch's CPU threads set (every core by default on the CPU)."""
     dev = devices.resolve(device) if not isinstance(device, torch.device) else device
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-    elif dev.type == "cpu":
-        devices.use_all_cores()
+    devices.use_threads(threads, dev)
     return dev
 
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from napari_cellnet.core.augment import AugmentParams
+from napari_cellnet.core.device import DEVICE_HELP
 from napari_cellnet.core.params import Params, param
+from napari_cellnet.segmentation.preprocessing import EDGE_POLICIES, SCALE_RANGE
 
 MODEL_NAME = "temporal_unet"
 CALIBRATE_MODES = ("none", "validation", "any")
@@ -27,7 +29,6 @@ CLASS_WEIGHTINGS = ("none", "fixed", "median_frequency")
 OPTIMIZERS = ("adamw", "sgd", "adam", "rmsprop", "adamax", "nadam", "adagrad", "adadelta")
 SCHEDULERS = ("cosine", "exponential", "plateau", "none")
 AUGMENT_PRESETS = ("temporal", "light", "strong", "aligned", "none")
-EDGES = ("reflect", "replicate", "skip")
 TRAINING_PRESETS = ("light", "stemnet")
 # Parameters that change the network or the data stream: a resumed run must keep them.
 _STRUCTURAL = ("preset", "window", "classes", "model_config", "edge", "drift", "background_subtraction", "scale",
@@ -172,7 +173,7 @@ class TrainSegParams(Params):
                          help="2 = background/cell (StemNet), 3 = background/cell/boundary (separates touching cells)")
     model_config: dict[str, Any] = param(default_factory=dict, parse=_parse_config, advanced=True, group="model",
                                          help='overrides of the preset\'s architecture as JSON, e.g. {"base_width": 32}')
-    edge: str = param("reflect", choices=EDGES, group="model", label="edge policy",
+    edge: str = param("reflect", choices=EDGE_POLICIES, group="model", label="edge policy",
                       help="what the window uses beyond the movie's first and last frames (stored in the model)")
     drift: bool = param(False, advanced=True, group="model",
                         help="register neighbour frames onto the centre frame (a drifting stage)")
@@ -182,7 +183,7 @@ class TrainSegParams(Params):
                             help="per-movie intensity percentile mapped to 0")
     norm_high: float = param(99.8, low=0, high=100, advanced=True, group="model",
                              help="per-movie intensity percentile mapped to 1")
-    scale: float = param(1.0, low=0.25, high=8, step=0.25, group="model", label="input scale",
+    scale: float = param(1.0, low=SCALE_RANGE[0], high=SCALE_RANGE[1], step=0.25, group="model", label="input scale",
                          help="input scale factor: frames and labels are enlarged by this much before the network "
                               "(stored in the model, so segmenting applies it too); 2 suits cells ~10 px across")
     # data
@@ -253,7 +254,7 @@ class TrainSegParams(Params):
                                 "them (none)")
     # run
     seed: int = param(0, low=0, advanced=True, group="run", help="seed of the weights, patches and augmentation")
-    device: str = param("auto", group="run", help="auto (CUDA, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps")
+    device: str = param("auto", group="run", help=DEVICE_HELP)
     threads: int = param(0, low=0, advanced=True, group="run",
                          help="CPU threads for torch; 0 uses every core (1 can be faster on a shared machine)")
 
@@ -339,8 +340,7 @@ class SegmentParams(Params):
 
     JOB: ClassVar[str] = "segment"
 
-    device: str = param("auto", help="auto (CUDA, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps",
-                        group="run")
+    device: str = param("auto", help=DEVICE_HELP, group="run")
     channel: int | None = param(None, low=0, none_means="the movie's only channel",
                                 help="use only this channel of a multi-channel movie (e.g. 0 of an RGB movie)",
                                 group="input")
@@ -355,12 +355,12 @@ class SegmentParams(Params):
     min_iou: float = param(0.3, low=0, high=1, step=0.05, advanced=True,
                            help="IoU an object needs with one of the previous frame to keep its ID",
                            group="post-processing")
-    edge: str | None = param(None, choices=("reflect", "replicate", "skip"), flag="--window-edge", advanced=True,
+    edge: str | None = param(None, choices=EDGE_POLICIES, flag="--window-edge", advanced=True,
                              none_means="the model's", help="what the window uses beyond the movie's first and "
                              "last frames", group="input")
     drift: bool | None = param(None, advanced=True, none_means="the model's",
                                help="register neighbour frames onto the centre frame (a drifting stage)", group="input")
-    scale: float | None = param(None, low=0.25, high=8, advanced=True, none_means="the model's",
+    scale: float | None = param(None, low=SCALE_RANGE[0], high=SCALE_RANGE[1], advanced=True, none_means="the model's",
                                 help="input scale factor: resample frames by this much before the network "
                                      "(change it only when your cells are larger or smaller than the model's)",
                                 group="input")
@@ -379,7 +379,6 @@ class SegmentParams(Params):
                                        help="channels-last memory format (faster with oneDNN and cuDNN)", group="run")
     threads: int | None = param(None, low=1, advanced=True, none_means="every core",
                                 help="CPU threads for torch", group="run")
-
 
     def validate(self) -> None:
         """Check every value; raise one ValueError that says what to change."""

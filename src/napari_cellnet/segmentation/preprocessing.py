@@ -51,6 +51,21 @@ def check_finite(movie: Any, what: str = "movie") -> None:
         )
 
 
+def sample_frames(movie: Any, max_frames: int | None = None) -> np.ndarray:
+    """Evenly spaced frames of a movie (all of them when ``max_frames`` is None or the movie
+    is shorter), read one by one, as float32; NaN/inf pixels are refused.
+
+    Returns
+    -------
+    ndarray, float32, shape (min(T, max_frames), ...)
+    """
+    n = len(movie)
+    idx = np.arange(n) if max_frames is None or n <= max_frames else np.linspace(0, n - 1, max_frames).round().astype(int)
+    sample = np.stack([np.asarray(movie[int(i)], dtype=np.float32) for i in idx])
+    check_finite(sample)
+    return sample
+
+
 def movie_percentiles(movie: Any, low: float = 1.0, high: float = 99.8,
                       max_frames: int | None = None) -> tuple[float, float]:
     """Intensity percentiles of a whole movie (optionally of evenly spaced frames).
@@ -71,10 +86,7 @@ def movie_percentiles(movie: Any, low: float = 1.0, high: float = 99.8,
     """
     if not 0.0 <= low < high <= 100.0:
         raise ValueError(f"Percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}.")
-    n = len(movie)
-    idx = np.arange(n) if max_frames is None or n <= max_frames else np.linspace(0, n - 1, max_frames).round().astype(int)
-    sample = np.stack([np.asarray(movie[int(i)], dtype=np.float32) for i in idx])
-    check_finite(sample)
+    sample = sample_frames(movie, max_frames)
     lo, hi = np.percentile(sample, [low, high])
     return float(lo), float(hi)
 
@@ -130,10 +142,7 @@ def temporal_median(movie: Any, max_frames: int | None = None) -> np.ndarray:
     -------
     ndarray, float32, shape ``movie.shape[1:]``
     """
-    n = len(movie)
-    idx = np.arange(n) if max_frames is None or n <= max_frames else np.linspace(0, n - 1, max_frames).round().astype(int)
-    sample = np.stack([np.asarray(movie[int(i)], dtype=np.float32) for i in idx])
-    check_finite(sample)
+    sample = sample_frames(movie, max_frames)
     return np.median(sample, axis=0).astype(np.float32)
 
 

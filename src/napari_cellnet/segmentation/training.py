@@ -125,12 +125,11 @@ def train_segmentation(
         negative labels, validation without a spare annotated frame, a window longer than
         the movie, a folder that already holds a model, a full disk).
     """
-    threads = torch.get_num_threads()
-    try:
+    from napari_cellnet.core.device import torch_threads
+
+    with torch_threads():  # params.threads must not outlive the run (napari's process)
         return (yield from _train(images, labels, params, out_dir, resume=resume, overwrite=overwrite,
                                   image_axes=image_axes, sources=sources))
-    finally:
-        torch.set_num_threads(threads)  # params.threads must not outlive the run (napari's process)
 
 
 def _resume_point(resume: Path | None, params: TrainSegParams | None) -> tuple[TrainSegParams, Any, dict | None]:
@@ -155,19 +154,10 @@ def _resume_point(resume: Path | None, params: TrainSegParams | None) -> tuple[T
     return params or saved, ckpt, state
 
 
-def _use_threads(params: TrainSegParams, device: torch.device) -> None:
-    from napari_cellnet.core.device import use_all_cores
-
-    if params.threads > 0:
-        torch.set_num_threads(int(params.threads))
-    elif device.type == "cpu":
-        use_all_cores()
-
-
 def _train(images: Any, labels: Any, params: TrainSegParams | None, out_dir: Any, *, resume: Any, overwrite: bool,
            image_axes: Any, sources: dict[str, Any] | None) -> Generator[TrainEvent | Progress, Any, TrainResult]:
     """The run as its steps: resume point, data, trainer, epochs, finish."""
-    from napari_cellnet.core.device import resolve
+    from napari_cellnet.core.device import resolve, use_threads
 
     t_start = time.perf_counter()
     resume_path = Path(resume) if resume is not None else None
@@ -176,7 +166,7 @@ def _train(images: Any, labels: Any, params: TrainSegParams | None, out_dir: Any
     out = _check_out_dir(out_dir, overwrite, resume_path)
     data = read_training_data(images, labels, params, image_axes)
     device = resolve(params.device)
-    _use_threads(params, device)
+    use_threads(params.threads, device)
     run = Trainer(params, data, out, device, sources, t_start)
     if state is not None:
         run.restore(ckpt, state, resume_path)  # type: ignore[arg-type]
