@@ -26,9 +26,8 @@ def _widget(make_napari_viewer, qtbot, wait_idle, checkpoint=None):
 
 
 def _set(widget, **values):
-    from napari_cellnet.widgets import _common as common
 
-    common.set_fields(widget.form, values)
+    widget.form.set_values(values)
 
 
 def _run(widget, qtbot, wait_idle):

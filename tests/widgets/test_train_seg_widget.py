@@ -25,9 +25,8 @@ def _widget(make_napari_viewer, qtbot, wait_idle, images, labels, out_dir):
 
 
 def _set(widget, **values):
-    from napari_cellnet.widgets import _common as common
 
-    common.set_fields(widget.form, values)
+    widget.form.set_values(values)
 
 
 def test_training_run_plots_epochs_and_offers_the_model_to_segment(make_napari_viewer, qtbot, wait_idle, c2c12_crop,

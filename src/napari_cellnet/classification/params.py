@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from napari_cellnet.classification.data import Preprocessing
 from napari_cellnet.core.augment import FILL_MODES, AugmentParams
 from napari_cellnet.core.device import DEVICE_HELP
+from napari_cellnet.core.optim import OPTIMIZERS, SCHEDULERS
 from napari_cellnet.core.params import Params, param
 
 LOSSES = ("ce", "weighted_ce", "focal")
@@ -31,9 +32,6 @@ META_VERSION = 1
 CLASSIFIERS = ("small_cnn", "resnet18", "mobilenet_v2")
 #: :data:`napari_cellnet.models.classifier.ACTIVATIONS`
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "softplus", "tanh")
-#: :data:`napari_cellnet.core.optim.OPTIMIZERS` and ``SCHEDULERS``
-OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop", "adamax", "nadam", "adagrad", "adadelta")
-SCHEDULERS = ("cosine", "none", "exponential", "plateau")
 #: :meth:`napari_cellnet.core.augment.AugmentParams.preset` names
 AUG_PRESETS = ("aligned", "strong", "light", "none", "temporal")
 

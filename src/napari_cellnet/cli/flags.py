@@ -61,7 +61,11 @@ def params_from_args(cls: type[P], args: argparse.Namespace, base: P | None = No
     """
     path = getattr(args, "params_json", None)
     start = cls.from_json(Path(path)) if path else (base if base is not None else cls())
-    given = {i.name: getattr(args, i.name) for i in cls.infos() if hasattr(args, i.name)}  # typed flags only
-    params = start.replace(**given)
+    params = start.replace(**typed_flags(cls, args))
     params.validate()
     return params
+
+
+def typed_flags(cls: type[Params], args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of ``cls`` the user typed as flags (flags not typed leave no attribute)."""
+    return {i.name: getattr(args, i.name) for i in cls.infos() if hasattr(args, i.name)}

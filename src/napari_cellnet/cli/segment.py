@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from napari_cellnet.cli.app import command, drain
-from napari_cellnet.cli.flags import params_from_args
+from napari_cellnet.cli.flags import params_from_args, typed_flags
 from napari_cellnet.core.io import TiffFrameWriter, json_default, write_json, write_table
 from napari_cellnet.core.params import read_json_dict
 from napari_cellnet.segmentation.params import EvaluateParams, SegmentParams
@@ -61,17 +61,11 @@ def segment_params(args: argparse.Namespace) -> SegmentParams:
     path = getattr(args, "params_json", None)
     base = SegmentParams()
     if path:
-        d = _read_json(Path(path))
+        d = read_json_dict(path)
         base = SegmentParams.from_dict(d["settings"] if isinstance(d.get("settings"), dict) else d)
-    flags = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "params_json"})
-    return params_from_args(SegmentParams, flags, base=base)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"Parameter file not found: {path}. Give a params.json (Save settings… in the "
-                                "widget) or the _segment.json of an earlier run.")
-    return read_json_dict(path)
+    params = base.replace(**typed_flags(SegmentParams, args))
+    params.validate()
+    return params
 
 
 class _FileFrames:

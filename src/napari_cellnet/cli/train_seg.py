@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_cellnet.cli.app import command, drain
+from napari_cellnet.cli.flags import typed_flags
 from napari_cellnet.segmentation.params import TrainSegParams, parse_frames
 
 __all__ = ["build_params", "parse_frames", "train_seg"]  # parse_frames: the --frames syntax
@@ -39,11 +40,6 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     io.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-def _typed(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings the user typed as flags (generated flags leave no attribute otherwise)."""
-    return {i.name: getattr(args, i.name) for i in TrainSegParams.infos() if hasattr(args, i.name)}
-
-
 def build_params(args: argparse.Namespace) -> TrainSegParams:
     """The :class:`TrainSegParams` of a parsed command line: defaults < ``--params`` JSON < ``--preset`` < flags.
 
@@ -51,14 +47,8 @@ def build_params(args: argparse.Namespace) -> TrainSegParams:
     then the other flags override it: ``--preset stemnet --lr 0.1``.
     """
     path = getattr(args, "params_json", None)
-    if path:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"Parameter file not found: {path}. Give the params.json of an earlier run "
-                                    "or one saved by the Train segmentation widget.")
-        base = TrainSegParams.from_json(path)
-    else:
-        base = TrainSegParams()
-    typed = _typed(args)
+    base = TrainSegParams.from_json(path) if path else TrainSegParams()
+    typed = typed_flags(TrainSegParams, args)
     if "preset" in typed:
         base = base.with_preset(typed["preset"])
     params = base.replace(**typed)
@@ -161,9 +151,9 @@ def _resume_params(args: argparse.Namespace) -> TrainSegParams:
     if "training" not in meta:
         raise ValueError(f"{args.resume} was not written by napari-cellnet training; resume from a last.pt.")
     saved = TrainSegParams.from_dict(dict(meta["training"]["params"]))
-    return saved.replace(**{k: v for k, v in _typed(args).items() if k in _RESUME_MAY_CHANGE})
+    return saved.replace(**{k: v for k, v in typed_flags(TrainSegParams, args).items() if k in _RESUME_MAY_CHANGE})
 
 
 def _explicit_settings(args: argparse.Namespace) -> bool:
     """Whether the command line sets anything a resume cannot change (then the settings are rebuilt and checked)."""
-    return bool(set(_typed(args)) - set(_RESUME_MAY_CHANGE) or getattr(args, "params_json", None))
+    return bool(set(typed_flags(TrainSegParams, args)) - set(_RESUME_MAY_CHANGE) or getattr(args, "params_json", None))

@@ -13,12 +13,13 @@ Schedulers here are stepped once per **epoch** with :func:`step_scheduler`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported when an optimiser is built: the names serve torch-free front ends
+    import torch
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adamax", "nadam", "adagrad", "adadelta")
-SCHEDULERS = ("none", "exponential", "cosine", "plateau")
+OPTIMIZERS = ("adamw", "sgd", "adam", "rmsprop", "adamax", "nadam", "adagrad", "adadelta")
+SCHEDULERS = ("cosine", "exponential", "plateau", "none")
 
 
 def build_optimizer(
@@ -51,6 +52,8 @@ def build_optimizer(
     ValueError
         For an unknown name or a non-positive learning rate.
     """
+    import torch
+
     key = name.strip().lower()
     if lr <= 0:
         raise ValueError(f"Learning rate must be > 0, got {lr}.")
@@ -104,6 +107,8 @@ def build_scheduler(
     scheduler or None
         ``None`` for ``"none"``; step it with :func:`step_scheduler`.
     """
+    import torch
+
     key = name.strip().lower()
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}.")
@@ -134,6 +139,8 @@ def build_scheduler(
 
 def step_scheduler(scheduler: Any, metric: float | None = None) -> None:
     """Advance a scheduler by one epoch (``metric`` is the validation loss, for "plateau")."""
+    import torch
+
     if scheduler is None:
         return
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

@@ -250,6 +250,9 @@ class Params:
 def read_json_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The dictionary a parameter file holds; errors name the file and what is wrong."""
     p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"Parameter file not found: {p}. Give a params.json (Save settings… in a widget) "
+                                "or the one an earlier run wrote.")
     try:
         d = json.loads(p.read_text())
     except json.JSONDecodeError as err:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from napari_cellnet.core.augment import AugmentParams
 from napari_cellnet.core.device import DEVICE_HELP
+from napari_cellnet.core.optim import OPTIMIZERS, SCHEDULERS
 from napari_cellnet.core.params import Params, param
 from napari_cellnet.segmentation.preprocessing import EDGE_POLICIES, SCALE_RANGE
 
@@ -25,9 +26,6 @@ CLASS_NAMES = {2: ["background", "cell"], 3: ["background", "cell", "boundary"]}
 #: (named here so that choosing one needs no torch).
 LOSSES = ("ce", "dice", "ce+dice")
 CLASS_WEIGHTINGS = ("none", "fixed", "median_frequency")
-#: The optimisers and schedules of :mod:`napari_cellnet.core.optim` (a test keeps them equal).
-OPTIMIZERS = ("adamw", "sgd", "adam", "rmsprop", "adamax", "nadam", "adagrad", "adadelta")
-SCHEDULERS = ("cosine", "exponential", "plateau", "none")
 AUGMENT_PRESETS = ("temporal", "light", "strong", "aligned", "none")
 TRAINING_PRESETS = ("light", "stemnet")
 # Parameters that change the network or the data stream: a resumed run must keep them.

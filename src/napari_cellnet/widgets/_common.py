@@ -209,26 +209,6 @@ def refresh_device_picker(box: ComboBox, devices: dict[str, str]) -> None:
         box.value = current
 
 
-def set_fields(form: Any, values: dict[str, Any]) -> None:
-    """Show some fields' values in a :class:`~._params.ParamsForm` (the others keep theirs)."""
-    from magicgui.widgets import LineEdit
-
-    for name, value in values.items():
-        control = form.controls[name]
-        control.value = form.infos[name].to_text(value) if isinstance(control, LineEdit) else value
-
-
-def field_value(form: Any, name: str) -> Any:
-    """One field of a :class:`~._params.ParamsForm` as its parameter object would hold it.
-
-    Raises
-    ------
-    ValueError
-        When the text cannot be read (the message names the field and says what it takes).
-    """
-    return form.read(name)
-
-
 class JobWidget:
     """Mixin for widgets that run their job through a :class:`~._jobs.JobRunner`.
 

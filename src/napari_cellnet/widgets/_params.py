@@ -140,10 +140,13 @@ class ParamsForm(Container):
 
     @value.setter
     def value(self, params: Params) -> None:
-        for name, info in self.infos.items():
-            v = getattr(params, name)
+        self.set_values({name: getattr(params, name) for name in self.infos})
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Show some fields' values (the others keep theirs)."""
+        for name, v in values.items():
             control = self.controls[name]
-            control.value = info.to_text(v) if isinstance(control, LineEdit) else v
+            control.value = self.infos[name].to_text(v) if isinstance(control, LineEdit) else v
 
     def reset(self, *_: Any) -> None:
         """Every control back to the dataclass default."""

@@ -461,8 +461,8 @@ class SegmentWidget(common.JobWidget, Container):
     def _relabel_settings(self) -> tuple[float, int]:
         """Threshold and min size for a re-label: the fields, or the last run's (the model's) when empty."""
         used = self.result.params
-        thr = common.field_value(self.form, "threshold")
-        ms = common.field_value(self.form, "min_size")
+        thr = self.form.read("threshold")
+        ms = self.form.read("min_size")
         thr = float(used.get("threshold", 0.5) if thr is None else thr)
         ms = int(used.get("min_size", 30) if ms is None else ms)
         SegmentParams(threshold=thr, min_size=ms).validate()

@@ -136,7 +136,7 @@ class TrainSegmentationWidget(common.JobWidget, Container):
             return f"{lab.name!r} has no labelled pixel: paint the cells of a few frames first."
         for name in ("frames", "val_frames"):
             try:
-                chosen = common.field_value(self.form, name)
+                chosen = self.form.read(name)
             except ValueError as err:
                 return str(err)
             bad = frames_outside(chosen, shape[0])
@@ -158,7 +158,7 @@ class TrainSegmentationWidget(common.JobWidget, Container):
 
     def _apply_preset(self, value: Any = None) -> None:
         """Choosing a preset fills in its settings (the others keep the user's values)."""
-        common.set_fields(self.form, TrainSegParams.preset_values(self.form.controls["preset"].value))
+        self.form.set_values(TrainSegParams.preset_values(self.form.controls["preset"].value))
 
     def restore_defaults(self) -> None:
         """Every setting back to its :class:`TrainSegParams` default (the form's "Defaults" button)."""
