@@ -146,11 +146,9 @@ _RESUME_MAY_CHANGE = ("epochs", "device", "threads", "early_stopping", "best_met
 def _resume_params(args: argparse.Namespace) -> TrainSegParams:
     """The saved settings of the run being resumed, with the flags a resume may change."""
     from napari_cellnet.models.checkpoint import load_checkpoint
+    from napari_cellnet.segmentation.training import saved_params
 
-    meta = load_checkpoint(args.resume, task="segmentation").meta
-    if "training" not in meta:
-        raise ValueError(f"{args.resume} was not written by napari-cellnet training; resume from a last.pt.")
-    saved = TrainSegParams.from_dict(dict(meta["training"]["params"]))
+    saved = saved_params(load_checkpoint(args.resume, task="segmentation"))
     return saved.replace(**{k: v for k, v in typed_flags(TrainSegParams, args).items() if k in _RESUME_MAY_CHANGE})
 
 

@@ -132,6 +132,21 @@ def train_segmentation(
                                   image_axes=image_axes, sources=sources))
 
 
+def saved_params(ckpt: Any) -> TrainSegParams:
+    """The :class:`TrainSegParams` a training checkpoint (``best.pt``, ``last.pt``) was trained with.
+
+    Raises
+    ------
+    ValueError
+        For a checkpoint that napari-cellnet training did not write.
+    """
+    training = ckpt.meta.get("training")
+    if not training or "params" not in training:
+        raise ValueError(f"{ckpt.path or 'The checkpoint'} was not written by napari-cellnet training; resume "
+                         "from a last.pt.")
+    return TrainSegParams.from_dict(dict(training["params"]))
+
+
 def _resume_point(resume: Path | None, params: TrainSegParams | None) -> tuple[TrainSegParams, Any, dict | None]:
     """The parameters to run with and, when resuming, the checkpoint and its training state."""
     if resume is None:
@@ -143,7 +158,7 @@ def _resume_point(resume: Path | None, params: TrainSegParams | None) -> tuple[T
     if state is None:
         raise ValueError(f"{resume.name} carries no training state (only last.pt does); resume from the "
                          "last.pt in the same folder.")
-    saved = TrainSegParams.from_dict(dict(ckpt.meta["training"]["params"]))
+    saved = saved_params(ckpt)
     if params is not None:
         diff = [k for k in _STRUCTURAL if getattr(params, k) != getattr(saved, k)]
         if diff:
